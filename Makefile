@@ -1,0 +1,36 @@
+# The two set-up commands of the README:  `make demo`  and  `make test`.
+# Each creates .venv and installs requirements.txt first (once).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= runs/demo
+export XLA_FLAGS ?= --xla_force_host_platform_device_count=2
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install demo test benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+# Trains the β-VAE branch on the embedded synthetic_faces data (renders it on first use),
+# then writes a traversal grid from the final checkpoint.
+demo: $(STAMP)
+	$(PY) -m experiments.synthetic_gem --config experiments/configs/synthetic_gem.py:demo \
+	    --workdir $(DEMO_DIR) $(if $(wildcard $(DEMO_DIR)/checkpoints),--resume,)
+	$(PY) -m experiments.sample --checkpoint $(DEMO_DIR) --out $(DEMO_DIR)/traversals.png
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+benchmark: $(STAMP)
+	$(PY) -m experiments.benchmark --model beta_vae --batch-size 64
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

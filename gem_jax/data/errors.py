@@ -1,0 +1,5 @@
+"""Errors raised by the data layer, each with a message that says what to do."""
+
+
+class DataNotFoundError(FileNotFoundError):
+  """A data set's files are absent; the message names the files and where to put them."""

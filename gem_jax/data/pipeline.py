@@ -1,0 +1,93 @@
+"""tfds + tf.data input pipeline: deterministic, resumable, sharded per device.
+
+Batches come out as numpy dicts shaped [num_devices, per_device_batch, H, W, 3] (uint8).
+The order of examples is a pure function of (seed, step): each epoch is shuffled with a
+seed derived from (seed, epoch), so a run resumed at step s sees exactly the batches it
+would have seen, at the cost of skipping less than one epoch of examples.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import numpy as np
+
+from gem_jax.data.registry import get_builder
+
+
+def _tf():
+  """TensorFlow, kept off any GPU (JAX owns the accelerator)."""
+  import tensorflow as tf
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:  # already initialised: devices can no longer be hidden
+    pass
+  return tf
+
+
+def _check_image_spec(builder, image_size: int) -> None:
+  shape = tuple(builder.info.features["image"].shape)
+  dtype = np.dtype(builder.info.features["image"].np_dtype)
+  if shape != (image_size, image_size, 3) or dtype != np.uint8:
+    raise ValueError(f"data set {builder.name!r} yields images of shape {shape} and dtype "
+                     f"{dtype}; the model expects uint8 ({image_size}, {image_size}, 3). "
+                     "Set config.model.image_size to match or choose another data config.")
+
+
+def make_train_iterator(data_config, *, global_batch: int, num_devices: int, seed: int,
+                        start_step: int = 0, image_size: int = 64) -> Iterator[dict]:
+  """Endless iterator of training batches for this process.
+
+  Args:
+    data_config: config.data (name, config, data_dir, split, shuffle_buffer).
+    global_batch: examples per step over all processes; must divide by the device count.
+    num_devices: local devices the batch is split over.
+    seed: shuffle seed.
+    start_step: steps already taken (for resume): the stream starts where it left off.
+  Yields:
+    {'image': uint8 [num_devices, per_device_batch, H, W, 3]}.
+  """
+  import jax
+  import tensorflow_datasets as tfds
+  tf = _tf()
+  process_batch = global_batch // jax.process_count()
+  if global_batch % (jax.process_count() * num_devices):
+    raise ValueError(f"batch size {global_batch} does not divide over "
+                     f"{jax.process_count() * num_devices} devices")
+  builder = get_builder(data_config)
+  _check_image_spec(builder, image_size)
+  split = tfds.split_for_jax_process(data_config.split, drop_remainder=True)
+  base = builder.as_dataset(split=split, shuffle_files=False)
+  base = base.map(lambda ex: {"image": ex["image"]}, num_parallel_calls=tf.data.AUTOTUNE)
+  base = base.cache()
+  epoch_size = int(base.cardinality().numpy())
+  consumed = start_step * process_batch
+  start_epoch, skip = divmod(consumed, epoch_size)
+  buffer = min(data_config.shuffle_buffer, epoch_size)
+
+  def epoch(e):
+    return base.shuffle(buffer, seed=tf.cast(seed, tf.int64) * 100_003 + e,
+                        reshuffle_each_iteration=False)
+
+  ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch)
+  ds = ds.skip(skip).batch(process_batch, drop_remainder=True)
+  per_device = process_batch // num_devices
+  ds = ds.map(lambda b: {"image": tf.reshape(b["image"], (num_devices, per_device,
+                                                          image_size, image_size, 3))})
+  return iter(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)))
+
+
+def load_examples(data_config, split: str, num_examples: int | None = None) -> dict:
+  """The first `num_examples` of a split as numpy arrays (images uint8 [N, H, W, 3] and
+  whatever labels the data set has, e.g. attributes int32 [N, n])."""
+  import tensorflow_datasets as tfds
+  _tf()
+  builder = get_builder(data_config)
+  spec = split if num_examples is None else f"{split}[:{num_examples}]"
+  ds = builder.as_dataset(split=spec, shuffle_files=False, batch_size=-1)
+  return {k: np.asarray(v) for k, v in tfds.as_numpy(ds).items()}
+
+
+def default_data_dir() -> str:
+  """$TFDS_DATA_DIR, else ~/tensorflow_datasets (tfds's own default)."""
+  return os.path.expanduser(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))

@@ -1,0 +1,574 @@
+"""Shared async request runner of the API scorers (OpenAI-compatible, Gemini).
+
+What it does for every image (one request carrying all attributes):
+* concurrency limit (`asyncio.Semaphore(concurrency)`) and a requests-per-minute limiter
+  (requests are spaced 60/rpm seconds apart);
+* the very first request goes out alone: a bad key, a wrong model name or an unsupported
+  option costs exactly one request, whatever the concurrency;
+* retries with exponential backoff and jitter on HTTP 429, 408, 409, 5xx, timeouts and
+  connection errors; a `Retry-After` header (or Gemini's RetryInfo) is honoured as a
+  minimum wait and pauses every worker, not just the one that got the 429;
+* a bounded re-ask (default 2) when the answer is not valid JSON with every attribute,
+  then -1 for that image (logged);
+* HTTP 401/403: an immediate `ScorerAuthError` naming the environment variable, no retry;
+  other 4xx (bad request, unknown model, exhausted quota): an immediate
+  `ScorerRequestError`. Retries exhausted: `ScorerRequestError` (or -1 with
+  on_exhausted="missing"). Answers already delivered through `on_result` (the cache)
+  are kept, so a rerun resumes where it stopped;
+* a tqdm progress bar with requests, retries, re-asks, tokens and the ESTIMATED cost.
+
+`run_sync` runs a coroutine from synchronous code, also inside Jupyter (where an event
+loop is already running: the coroutine then runs on a fresh loop in a worker thread).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import concurrent.futures
+import dataclasses
+import email.utils
+import enum
+import os
+import random
+import time
+from typing import Any, Awaitable, Callable, Optional, TypeVar
+
+import numpy as np
+
+from .base import OnResult, Scorer, ScorerAuthError, ScorerRequestError, logger, redact
+from .cost import DryRunEstimate, dry_run, estimate_cost, price_for
+from .images import encode_png, image_sha256
+from .prompt import Attribute, MalformedAnswer, Prompt, build_prompt, parse_answer
+
+__all__ = [
+    "RetryPolicy",
+    "UsageStats",
+    "RateLimiter",
+    "RawAnswer",
+    "ErrorKind",
+    "Classified",
+    "APIScorer",
+    "run_sync",
+    "parse_retry_after",
+    "dry_run",
+    "DryRunEstimate",
+]
+
+T = TypeVar("T")
+
+
+def run_sync(make_coro: Callable[[], Awaitable[T]]) -> T:
+  """Run `make_coro()` to completion from sync code, with or without a running loop."""
+  try:
+    asyncio.get_running_loop()
+  except RuntimeError:
+    return asyncio.run(make_coro())  # type: ignore[arg-type]
+  # A loop is running in this thread (Jupyter, or sync code called from async code):
+  # asyncio.run would refuse, so run on a fresh loop in a worker thread and wait.
+  with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gem-scorer") as ex:
+    return ex.submit(lambda: asyncio.run(make_coro())).result()  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass
+class RetryPolicy:
+  """max_retries: failed attempts retried per image (429/5xx/timeouts/connection errors).
+  Backoff before retry k (k = 1, 2, ...): min(backoff_max_s, backoff_initial_s *
+  backoff_multiplier**(k-1)) scaled by a uniform factor in [1 - jitter, 1 + jitter];
+  a Retry-After of R seconds makes the wait at least R (plus up to 10% jitter),
+  capped at retry_after_max_s. max_reasks: re-asks after a malformed answer."""
+
+  max_retries: int = 6
+  backoff_initial_s: float = 1.0
+  backoff_max_s: float = 60.0
+  backoff_multiplier: float = 2.0
+  jitter: float = 0.25
+  retry_after_max_s: float = 300.0
+  max_reasks: int = 2
+
+  def backoff(self, attempt: int, retry_after: Optional[float] = None) -> float:
+    d = self.backoff_initial_s * self.backoff_multiplier ** (attempt - 1)
+    d = min(self.backoff_max_s, d)
+    d *= random.uniform(1.0 - self.jitter, 1.0 + self.jitter)
+    if retry_after is not None and retry_after > 0:
+      ra = min(retry_after, self.retry_after_max_s)
+      d = ra + random.uniform(0.0, 0.1 * ra)
+    return max(0.0, d)
+
+
+@dataclasses.dataclass
+class UsageStats:
+  """Counters of one scorer (cumulative) or one run. cost_usd is an ESTIMATE from
+  `gem_jax.scorers.cost.PRICES_PER_MTOK`; None when the model's price is unknown."""
+
+  images: int = 0
+  requests: int = 0
+  retries: int = 0
+  reasks: int = 0
+  missing: int = 0
+  prompt_tokens: int = 0
+  completion_tokens: int = 0
+  cost_usd: Optional[float] = None
+
+  def add_tokens(self, pt: int, ct: int, price: Optional[tuple[float, float]]) -> None:
+    self.prompt_tokens += pt
+    self.completion_tokens += ct
+    c = estimate_cost(pt, ct, price)
+    if c is not None:
+      self.cost_usd = (self.cost_usd or 0.0) + c
+
+  def merge(self, other: "UsageStats") -> None:
+    for f in dataclasses.fields(self):
+      a, b = getattr(self, f.name), getattr(other, f.name)
+      if f.name == "cost_usd":
+        setattr(self, f.name, None if a is None and b is None else (a or 0.0) + (b or 0.0))
+      else:
+        setattr(self, f.name, a + b)
+
+  def postfix(self) -> dict:
+    cost = "n/a" if self.cost_usd is None else f"~${self.cost_usd:.3f}"
+    return {
+        "req": self.requests,
+        "retry": self.retries,
+        "reask": self.reasks,
+        "tok": self.prompt_tokens + self.completion_tokens,
+        "cost": cost,
+    }
+
+  def as_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+class RateLimiter:
+  """At most `requests_per_minute` request starts per minute (evenly spaced); `pause_until`
+  holds every caller back (used for Retry-After on 429). None/0 = no rate limit."""
+
+  def __init__(self, requests_per_minute: Optional[float]):
+    self.interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
+    self._next = 0.0
+    self._paused_until = 0.0
+    self._lock = asyncio.Lock()
+
+  def pause_until(self, t: float) -> None:
+    self._paused_until = max(self._paused_until, t)
+
+  async def acquire(self) -> None:
+    while True:
+      async with self._lock:
+        now = time.monotonic()
+        start = max(now, self._next, self._paused_until)
+        self._next = start + self.interval
+      if start > now:
+        await asyncio.sleep(start - now)
+      if time.monotonic() >= self._paused_until - 1e-3:
+        return
+
+
+@dataclasses.dataclass
+class RawAnswer:
+  text: Optional[str]
+  prompt_tokens: int = 0
+  completion_tokens: int = 0
+
+
+class ErrorKind(enum.Enum):
+  AUTH = "auth"  # 401/403: bad or absent key -> immediate error
+  RATE_LIMIT = "rate_limit"  # 429 -> retry after Retry-After / backoff, pause everyone
+  TRANSIENT = "transient"  # 5xx, 408, 409, timeouts, connection errors -> retry
+  FATAL = "fatal"  # other 4xx -> immediate error
+
+
+@dataclasses.dataclass
+class Classified:
+  kind: ErrorKind
+  status: Optional[int] = None
+  message: str = ""
+  retry_after: Optional[float] = None
+
+
+def parse_retry_after(headers: Any) -> Optional[float]:
+  """Seconds from `retry-after-ms` / `Retry-After` (seconds or HTTP date); None if absent."""
+  if headers is None:
+    return None
+  try:
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+      return max(0.0, float(ms) / 1000.0)
+  except (TypeError, ValueError):
+    pass
+  ra = headers.get("retry-after")
+  if ra is None:
+    return None
+  try:
+    return max(0.0, float(ra))
+  except (TypeError, ValueError):
+    pass
+  try:
+    dt = email.utils.parsedate_to_datetime(ra)
+    return max(0.0, dt.timestamp() - time.time())
+  except (TypeError, ValueError, IndexError):
+    return None
+
+
+class _FirstRequestGate:
+  """Lets the first request out alone; the others wait until it has an outcome."""
+
+  def __init__(self) -> None:
+    self._started = False
+    self._open = asyncio.Event()
+
+  async def enter(self) -> bool:
+    if not self._started:
+      self._started = True
+      return True
+    await self._open.wait()
+    return False
+
+  def open(self) -> None:
+    self._open.set()
+
+
+class APIScorer(Scorer):
+  """Base of the network scorers. Subclasses provide the client and one request:
+
+  * `_make_client()` -> a client object (created inside the event loop of each run)
+  * `async _aclose(client)`
+  * `async _request(client, png: bytes, prompt: Prompt, attributes) -> RawAnswer`
+  * `_classify(exc) -> Classified | None` (None: not a request error -> re-raised)
+  """
+
+  api_key_env: str = ""
+  is_simulation = False
+
+  def __init__(
+      self,
+      *,
+      model: str,
+      concurrency: int = 8,
+      requests_per_minute: Optional[float] = None,
+      timeout_s: float = 60.0,
+      max_retries: Optional[int] = None,
+      max_reasks: Optional[int] = None,
+      retry: Optional[RetryPolicy] = None,
+      progress: bool = True,
+      on_exhausted: str = "raise",
+      price_per_mtok: Optional[tuple[float, float]] = None,
+  ):
+    if concurrency < 1:
+      raise ValueError("concurrency must be >= 1")
+    if on_exhausted not in ("raise", "missing"):
+      raise ValueError("on_exhausted must be 'raise' or 'missing'")
+    self.model = model
+    self.concurrency = int(concurrency)
+    self.requests_per_minute = requests_per_minute
+    self.timeout_s = float(timeout_s)
+    self.retry = dataclasses.replace(retry) if retry is not None else RetryPolicy()
+    if max_retries is not None:
+      self.retry.max_retries = int(max_retries)
+    if max_reasks is not None:
+      self.retry.max_reasks = int(max_reasks)
+    self.progress = progress
+    self.on_exhausted = on_exhausted
+    self.price = price_per_mtok
+    self.usage = UsageStats()  # cumulative over this scorer's lifetime
+    self.last_usage = UsageStats()  # the latest score() call
+    self._api_key: Optional[str] = None  # set by subclasses; never logged or stored
+
+  # ---- to implement -----------------------------------------------------------
+  @abc.abstractmethod
+  def _make_client(self) -> Any:
+    ...
+
+  @abc.abstractmethod
+  async def _aclose(self, client: Any) -> None:
+    ...
+
+  @abc.abstractmethod
+  async def _request(
+      self, client: Any, png: bytes, prompt: Prompt, attributes: tuple[Attribute, ...]
+  ) -> RawAnswer:
+    ...
+
+  @abc.abstractmethod
+  def _classify(self, exc: BaseException) -> Optional[Classified]:
+    ...
+
+  # ---- helpers for subclasses -------------------------------------------------------
+  def _read_key(self, custom_endpoint: bool, placeholder: str = "not-needed") -> str:
+    """The key from `self.api_key_env`; a clear error if absent for the vendor endpoint."""
+    key = os.environ.get(self.api_key_env, "").strip()
+    if key:
+      return key
+    if custom_endpoint:
+      logger.info(
+          "%s: %s is not set; sending a placeholder key to the custom base_url",
+          self.backend,
+          self.api_key_env,
+      )
+      return placeholder
+    raise ScorerAuthError(
+        f"{self.backend} scorer: no API key. Set the environment variable "
+        f"{self.api_key_env} (keys are read only from the environment), or use "
+        "backend='oracle' explicitly for an offline SIMULATION."
+    )
+
+  def dry_run(self, num_images: int, attributes: Any, image_size=(64, 64)) -> DryRunEstimate:
+    return dry_run(
+        num_images,
+        attributes,
+        self.model,
+        backend=self.backend,
+        image_size=image_size,
+        detail=getattr(self, "image_detail", "low"),
+        price_per_mtok=self._price(),
+    )
+
+  def _price(self) -> Optional[tuple[float, float]]:
+    return self.price if self.price is not None else self._default_price()
+
+  def _default_price(self) -> Optional[tuple[float, float]]:
+    return price_for(self.model)
+
+  def _auth_error(self, c: Classified) -> ScorerAuthError:
+    return ScorerAuthError(
+        f"{self.backend} scorer: HTTP {c.status} from the server for model {self.model!r}: "
+        f"the API key in the environment variable {self.api_key_env} is absent, invalid or "
+        f"not allowed to use this model. Set {self.api_key_env} to a valid key. "
+        f"Server said: {redact(c.message, self._api_key)[:300]}"
+    )
+
+  # ---- the run --------------------------------------------------------------------
+  def _score(
+      self, images: np.ndarray, attributes: tuple[Attribute, ...], on_result: Optional[OnResult]
+  ) -> np.ndarray:
+    return run_sync(lambda: self.ascore(images, attributes, on_result=on_result))
+
+  async def ascore(
+      self, images: np.ndarray, attributes: Any, on_result: Optional[OnResult] = None
+  ) -> np.ndarray:
+    """Async version of `score` (for callers that already run an event loop)."""
+    from .images import check_images
+    from .prompt import normalize_attributes
+
+    images = check_images(images)
+    attrs = normalize_attributes(attributes)
+    hashes = [image_sha256(im) for im in images]
+    first: dict[str, int] = {}
+    for i, h in enumerate(hashes):
+      first.setdefault(h, i)
+    usage = UsageStats(images=len(first))
+    results: dict[str, list[int]] = {}
+    price = self._price()
+    limiter = RateLimiter(self.requests_per_minute)
+    sem = asyncio.Semaphore(self.concurrency)
+    gate = _FirstRequestGate()
+    pbar = None
+    if self.progress:
+      from tqdm import tqdm  # plain text bar: works in terminals, logs and notebooks
+
+      pbar = tqdm(total=len(first), desc=f"{self.backend}:{self.model}", unit="img", leave=False)
+    client = self._make_client()
+    try:
+      tasks = [
+          asyncio.create_task(
+              self._one(
+                  client,
+                  h,
+                  images[i],
+                  attrs,
+                  usage,
+                  price,
+                  limiter,
+                  sem,
+                  gate,
+                  results,
+                  on_result,
+                  pbar,
+              )
+          )
+          for h, i in first.items()
+      ]
+      try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+      finally:
+        for t in tasks:
+          if not t.done():
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+      for t in tasks:  # the first failure, in submission order
+        if t.done() and not t.cancelled() and t.exception() is not None:
+          raise t.exception()  # type: ignore[misc]
+    finally:
+      if pbar is not None:
+        pbar.close()
+      self.last_usage = usage
+      self.usage.merge(usage)
+      try:
+        await self._aclose(client)
+      except Exception:  # noqa: BLE001  closing must not mask the real error
+        pass
+    n = len(attrs)
+    out = np.full((len(images), n), -1, np.int32)
+    for i, h in enumerate(hashes):
+      out[i] = results[h]
+    logger.info("%s:%s scored %d images: %s", self.backend, self.model, len(first), usage.postfix())
+    return out
+
+  async def _one(
+      self,
+      client,
+      h,
+      image,
+      attrs,
+      usage: UsageStats,
+      price,
+      limiter: RateLimiter,
+      sem: asyncio.Semaphore,
+      gate: _FirstRequestGate,
+      results,
+      on_result,
+      pbar,
+  ):
+    png = encode_png(image)
+    prompt = build_prompt(attrs)
+    failures = 0
+    reasks = 0
+    pt_total = ct_total = 0
+    policy = self.retry
+    while True:
+      delay = None
+      async with sem:
+        is_probe = await gate.enter()
+        probe_ok = False  # the gate stays shut when the first request fails for good
+        try:
+          await limiter.acquire()
+          usage.requests += 1
+          try:
+            raw = await asyncio.wait_for(
+                self._request(client, png, prompt, attrs), timeout=self.timeout_s + 5.0
+            )  # backstop for the client's timeout
+          except asyncio.CancelledError:
+            raise
+          except BaseException as e:  # noqa: BLE001
+            c = self._classify(e)
+            if c is None:
+              if isinstance(e, asyncio.TimeoutError):
+                c = Classified(ErrorKind.TRANSIENT, None, "request timed out")
+              else:
+                raise
+            if c.kind is ErrorKind.AUTH:
+              raise self._auth_error(c) from None
+            if c.kind is ErrorKind.FATAL:
+              raise ScorerRequestError(
+                  f"{self.backend}:{self.model}: request failed with HTTP "
+                  f"{c.status}, not retried: {redact(c.message, self._api_key)[:500]}"
+              ) from None
+            failures += 1
+            what = f"HTTP {c.status}" if c.status else redact(c.message, self._api_key)[:120]
+            if failures > policy.max_retries:
+              msg = (
+                  f"{self.backend}:{self.model}: giving up on image "
+                  f"{h[:12]} after {failures} failed attempts (last: {what})"
+              )
+              if self.on_exhausted == "raise":
+                raise ScorerRequestError(
+                    msg + ". Answers received so far are kept by the cache; " "rerun to resume."
+                ) from None
+              logger.warning("%s; scoring it -1", msg)
+              usage.missing += 1
+              levels = [-1] * len(attrs)
+              self._deliver(
+                  h,
+                  levels,
+                  attrs,
+                  results,
+                  on_result,
+                  pt_total,
+                  ct_total,
+                  failures,
+                  reasks,
+                  valid=False,
+              )
+              self._tick(pbar, usage)
+              probe_ok = True
+              return
+            delay = policy.backoff(failures, c.retry_after)
+            if c.kind is ErrorKind.RATE_LIMIT:
+              limiter.pause_until(time.monotonic() + delay)
+            usage.retries += 1
+            logger.info(
+                "%s:%s: %s, retrying in %.2f s (retry %d of %d)",
+                self.backend,
+                self.model,
+                what,
+                delay,
+                failures,
+                policy.max_retries,
+            )
+          probe_ok = True
+        finally:
+          if is_probe and probe_ok:
+            gate.open()
+      if delay is not None:
+        self._tick(pbar, usage, advance=0)
+        await asyncio.sleep(delay)
+        continue
+      # got an answer
+      pt_total += raw.prompt_tokens
+      ct_total += raw.completion_tokens
+      usage.add_tokens(raw.prompt_tokens, raw.completion_tokens, price)
+      try:
+        levels = parse_answer(raw.text, attrs)
+        valid = True
+      except MalformedAnswer as e:
+        if reasks < policy.max_reasks:
+          reasks += 1
+          usage.reasks += 1
+          logger.info(
+              "%s:%s: malformed answer for image %s (%s); re-asking (%d of %d)",
+              self.backend,
+              self.model,
+              h[:12],
+              e,
+              reasks,
+              policy.max_reasks,
+          )
+          prompt = build_prompt(attrs, reask_reason=str(e))
+          continue
+        logger.warning(
+            "%s:%s: no valid answer for image %s after %d re-asks (%s); " "scoring it -1 (missing)",
+            self.backend,
+            self.model,
+            h[:12],
+            reasks,
+            e,
+        )
+        usage.missing += 1
+        levels, valid = [-1] * len(attrs), False
+      self._deliver(
+          h, levels, attrs, results, on_result, pt_total, ct_total, failures, reasks, valid=valid
+      )
+      self._tick(pbar, usage)
+      return
+
+  def _deliver(self, h, levels, attrs, results, on_result, pt, ct, failures, reasks, valid):
+    if on_result is not None:
+      on_result(
+          h,
+          list(levels),
+          {
+              "valid": valid,
+              "prompt_tokens": pt,
+              "completion_tokens": ct,
+              "retries": failures,
+              "reasks": reasks,
+          },
+      )
+    results[h] = list(levels)
+
+  @staticmethod
+  def _tick(pbar, usage: UsageStats, advance: int = 1) -> None:
+    if pbar is not None:
+      if advance:
+        pbar.update(advance)
+      pbar.set_postfix(usage.postfix(), refresh=False)

@@ -1,0 +1,109 @@
+"""A trained model restored for use: encode, decode, reconstruct, sample, traverse.
+
+    model = gem_jax.load("runs/synthetic_gem")        # a workdir or its checkpoints/
+    mu, logvar = model.encode(images)                  # uint8 [B, 64, 64, 3]
+    grid = model.traverse(images[:1], latent=2, values=np.linspace(-3, 3, 7))
+
+Needs neither the training data nor the config file: everything comes from the checkpoint.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from gem_jax import checkpoints
+from gem_jax.train_state import make_model
+from gem_jax.vae import VAE, relate
+
+MODEL_KIND = "gem_jax/vae"
+
+
+class TrainedModel:
+  """Wraps a VAE module, its parameters and the graph A (adjacency [d, d])."""
+
+  def __init__(self, module: VAE, params, adjacency: np.ndarray, config=None, step=None):
+    self.module = module
+    self.params = params
+    self.adjacency = jnp.asarray(adjacency, jnp.float32)
+    self.config = config
+    self.step = step
+    self._encode = jax.jit(functools.partial(module.apply, method=VAE.encode))
+    self._decode = jax.jit(functools.partial(module.apply, method=VAE.decode))
+
+  @property
+  def latent_dim(self) -> int:
+    return self.module.latent_dim
+
+  def _as_float(self, images) -> jax.Array:
+    images = np.asarray(images)
+    size = self.module.image_size
+    if images.ndim == 3:
+      images = images[None]
+    if images.ndim != 4 or images.shape[1:] != (size, size, 3):
+      raise ValueError(f"expected images of shape [B, {size}, {size}, 3], got "
+                       f"{list(images.shape)}")
+    if images.dtype == np.uint8:
+      return jnp.asarray(images, jnp.float32) / 255.0
+    if not np.issubdtype(images.dtype, np.floating):
+      raise ValueError(f"expected uint8 images in 0..255 or floats in [0, 1], got dtype "
+                       f"{images.dtype}")
+    return jnp.asarray(images, jnp.float32)
+
+  def encode(self, images) -> tuple[np.ndarray, np.ndarray]:
+    """images uint8 [B, H, W, 3] (or float in [0, 1]) -> (mu [B, d], logvar [B, d])."""
+    mu, logvar = self._encode(self.params, self._as_float(images))
+    return np.asarray(mu), np.asarray(logvar)
+
+  def decode(self, z) -> np.ndarray:
+    """z [B, d] (independent factors) -> images float32 [B, H, W, 3] in [0, 1].
+
+    The decoder reads z_rel = A^T z, so moving one factor moves its graph neighbours.
+    """
+    z = jnp.asarray(z, jnp.float32)
+    if z.ndim != 2 or z.shape[1] != self.latent_dim:
+      raise ValueError(f"expected z of shape [B, {self.latent_dim}], got {list(z.shape)}")
+    return np.asarray(jax.nn.sigmoid(self._decode(self.params, relate(z, self.adjacency))))
+
+  def reconstruct(self, images) -> np.ndarray:
+    """Decodes the posterior means: images -> float32 [B, H, W, 3] in [0, 1]."""
+    return self.decode(self.encode(images)[0])
+
+  def sample(self, num: int, seed: int = 0) -> np.ndarray:
+    """Decodes z ~ N(0, I): float32 [num, H, W, 3]."""
+    z = jax.random.normal(jax.random.PRNGKey(seed), (num, self.latent_dim))
+    return self.decode(z)
+
+  def traverse(self, image, latent: int, values: Sequence[float]) -> np.ndarray:
+    """Sets latent `latent` of one image's code to each of `values`: [len(values), H, W, 3]."""
+    if not 0 <= latent < self.latent_dim:
+      raise ValueError(f"latent must be in 0..{self.latent_dim - 1}, got {latent}")
+    mu = self.encode(image)[0][:1]
+    z = np.repeat(mu, len(values), axis=0)
+    z[:, latent] = np.asarray(values, np.float32)
+    return self.decode(z)
+
+  def traverse_all(self, image, values: Sequence[float]) -> np.ndarray:
+    """Every latent in turn: [d, len(values), H, W, 3]."""
+    return np.stack([self.traverse(image, k, values) for k in range(self.latent_dim)])
+
+
+def load(checkpoint_dir: str, step: int | None = None) -> TrainedModel:
+  """Restores a TrainedModel from a run's workdir or checkpoints/ folder.
+
+  Raises checkpoints.CheckpointError when the folder is empty, missing, or not a gem_jax
+  model checkpoint.
+  """
+  state, meta = checkpoints.restore_raw(checkpoint_dir, step)
+  if meta.get("kind") != MODEL_KIND:
+    raise checkpoints.CheckpointError(
+        f"{checkpoint_dir} holds a checkpoint of kind {meta.get('kind')!r}, not a "
+        f"{MODEL_KIND!r} model")
+  config = ml_collections.ConfigDict(meta["config"])
+  module = make_model(config.model)
+  return TrainedModel(module, state["params"], state["adjacency"], config,
+                      int(state["step"]))

@@ -1,0 +1,178 @@
+"""End to end on synthetic_faces/tiny: artefacts, checkpoint round trip, resume, errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import gem_jax
+from gem_jax import checkpoints
+from gem_jax.train import RunExistsError, train_and_evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _params(state):
+  return [np.asarray(x) for x in jax.tree.leaves(state.params)]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tfds_dir):
+  from experiments.configs import synthetic_gem
+  config = synthetic_gem.get_config("tiny")
+  config.data.data_dir = tfds_dir
+  workdir = tmp_path_factory.mktemp("run")
+  state = train_and_evaluate(config, workdir)
+  return config, workdir, state
+
+
+def test_run_writes_checkpoints_samples_and_metrics(finished_run):
+  config, workdir, state = finished_run
+  assert int(state.step) == config.train.num_steps == 6
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["3", "6"]
+  assert sorted(p.name for p in (workdir / "samples").iterdir()) == [
+      "step_0000003.png", "step_0000006.png"]
+  lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [l["step"] for l in lines] == [2, 4, 6]
+  assert all(np.isfinite(l["loss"]) and l["images_per_s"] > 0 for l in lines)
+  assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+  assert json.loads((workdir / "config.json").read_text())["model"]["latent_dim"] == 6
+
+
+def test_load_restores_the_final_model(finished_run):
+  config, workdir, state = finished_run
+  model = gem_jax.load(str(workdir))
+  assert model.step == 6
+  for a, b in zip(_params(state), [np.asarray(x) for x in jax.tree.leaves(model.params)]):
+    np.testing.assert_array_equal(a, b)
+  images = np.zeros((3, 64, 64, 3), np.uint8)
+  mu, logvar = model.encode(images)
+  assert mu.shape == logvar.shape == (3, 6)
+  assert model.reconstruct(images).shape == (3, 64, 64, 3)
+  traversal = model.traverse(images[0], latent=2, values=[-2.0, 0.0, 2.0])
+  assert traversal.shape == (3, 64, 64, 3)
+  assert not np.allclose(traversal[0], traversal[2])   # the latent does something
+
+
+def test_load_rejects_bad_images(finished_run):
+  model = gem_jax.load(str(finished_run[1]))
+  with pytest.raises(ValueError, match=r"expected images of shape \[B, 64, 64, 3\]"):
+    model.encode(np.zeros((2, 32, 32, 3), np.uint8))
+  with pytest.raises(ValueError, match="dtype int64"):
+    model.encode(np.zeros((2, 64, 64, 3), np.int64))
+
+
+def test_resume_continues_the_same_stream(finished_run, tfds_dir, tmp_path):
+  config, _, full = finished_run
+  config = config.copy_and_resolve_references()
+  config.train.num_steps = 3
+  train_and_evaluate(config, tmp_path)
+  config.train.num_steps = 6
+  resumed = train_and_evaluate(config, tmp_path, resume=True)
+  assert int(resumed.step) == 6
+  np.testing.assert_array_equal(np.asarray(resumed.rng), np.asarray(full.rng))
+  for a, b in zip(_params(full), _params(resumed)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_existing_run_without_resume_is_refused(finished_run):
+  config, workdir, _ = finished_run
+  with pytest.raises(RunExistsError, match="pass --resume"):
+    train_and_evaluate(config, workdir)
+
+
+def test_checkpoint_from_another_model_is_refused(finished_run, tmp_path):
+  config, workdir, _ = finished_run
+  other = config.copy_and_resolve_references()
+  other.model.latent_dim = 4
+  other.train.num_steps = 9
+  with pytest.raises(checkpoints.CheckpointError, match="holds another model"):
+    train_and_evaluate(other, workdir, resume=True)
+
+
+def test_empty_checkpoint_dir_is_a_clear_error(tmp_path):
+  with pytest.raises(checkpoints.CheckpointError, match="no checkpoint found"):
+    gem_jax.load(str(tmp_path))
+  with pytest.raises(checkpoints.CheckpointError, match="does not exist"):
+    gem_jax.load(str(tmp_path / "missing"))
+
+
+def test_unknown_dataset_is_a_clear_error(tiny_config, tmp_path):
+  tiny_config.data.name = "mnist"
+  with pytest.raises(ValueError, match="unknown data set 'mnist'; known data sets"):
+    train_and_evaluate(tiny_config, tmp_path)
+
+
+def _cli(*args, **kwargs):
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def test_unknown_config_key_is_a_clear_error(tmp_path):
+  out = _cli("experiments.synthetic_gem", "--config.train.no_such_key=1",
+             f"--workdir={tmp_path}")
+  assert out.returncode != 0
+  assert "no_such_key" in out.stderr
+
+
+def test_celeba_entry_point_names_the_missing_files(tmp_path):
+  out = _cli("experiments.celeba_gem", f"--config.data.celeba_dir={tmp_path}")
+  assert out.returncode != 0
+  assert "CelebA not found: missing img_align_celeba, list_attr_celeba.txt" in out.stderr
+  assert str(tmp_path) in out.stderr
+
+
+def test_kill_then_resume(tfds_dir, tmp_path):
+  """A run killed with SIGKILL after its first checkpoint resumes from it."""
+  config_arg = "--config=experiments/configs/synthetic_gem.py:tiny"
+  common = [config_arg, f"--config.data.data_dir={tfds_dir}", f"--workdir={tmp_path}",
+            "--config.train.checkpoint_every=2", "--config.train.sample_every=1000"]
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  proc = subprocess.Popen([sys.executable, "-m", "experiments.synthetic_gem", *common,
+                           "--config.train.num_steps=100000"], cwd=ROOT, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  ckpt = tmp_path / "checkpoints"
+  while time.time() < deadline and not (ckpt.exists() and
+                                        [p for p in ckpt.iterdir() if p.name.isdigit()]):
+    time.sleep(0.5)
+  time.sleep(1.0)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  saved = max(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
+  assert saved >= 2
+  out = _cli("experiments.synthetic_gem", *common, f"--config.train.num_steps={saved + 2}",
+             "--resume")
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert gem_jax.load(str(tmp_path)).step == saved + 2
+  steps = [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert steps[-1] == saved + 2
+
+
+def test_nonfinite_loss_stops_with_step_and_last_good_checkpoint(tiny_config, tmp_path,
+                                                                 monkeypatch):
+  import jax.numpy as jnp
+  from gem_jax import train
+  real = train.make_pmapped_step
+
+  def poisoned(*args, **kwargs):
+    step_fn = real(*args, **kwargs)
+
+    def wrapped(state, batch):
+      if int(state.step[0]) == 4:   # the 5th step sees a NaN graph
+        state = state.replace(adjacency=state.adjacency * jnp.nan)
+      return step_fn(state, batch)
+    return wrapped
+
+  monkeypatch.setattr(train, "make_pmapped_step", poisoned)
+  with pytest.raises(train.NonFiniteLossError,
+                     match=r"non-finite at step 5.*Last good checkpoint: .*checkpoints/3"):
+    train.train_and_evaluate(tiny_config, tmp_path)
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["3"]
