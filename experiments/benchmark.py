@@ -34,17 +34,16 @@ def _peak_memory() -> dict:
 
 
 def benchmark_train_step(config, batch_size: int, steps: int) -> dict:
-  """Median-free simple timing: total wall time of `steps` steps after one warm-up step."""
+  """Mean step time over `steps` steps after one compile/warm-up step."""
   import jax
   import numpy as np
   from flax.jax_utils import replicate
-  from gem_jax.train_state import create_train_state, make_model, make_optimizer
+  from gem_jax.train_state import create_train_state
   from gem_jax.train_step import make_pmapped_step
   devices = jax.local_devices()[:config.train.num_devices or None]
-  model, tx = make_model(config.model), make_optimizer(config.train)
-  state = create_train_state(config, model, tx)
+  state = create_train_state(config)
   params = sum(x.size for x in jax.tree.leaves(state.params))
-  step_fn = make_pmapped_step(model, tx, config.model, devices)
+  step_fn = make_pmapped_step(config, devices)
   size = config.model.image_size
   images = np.random.default_rng(0).integers(0, 256, (len(devices), batch_size // len(devices),
                                                       size, size, 3), dtype=np.uint8)

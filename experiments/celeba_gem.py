@@ -1,9 +1,9 @@
-"""The paper's CelebA run. Needs the CelebA files locally (see DESIGN.md, Data).
+"""The paper's CelebA run: six attributes Bangs, Bald, Male, Beard (No_Beard inverted),
+Blond_Hair, Heavy_Makeup; GPT-4o scores by default (OPENAI_API_KEY from the environment).
 
     python -m experiments.celeba_gem --config.data.celeba_dir ~/data/celeba
+    python -m experiments.celeba_gem --config experiments/configs/celeba_gem.py:oracle  # offline
 """
-import sys
-
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -11,22 +11,16 @@ from experiments import cli
 
 cli.quiet_tensorflow()
 _CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("celeba_gem"),
-                                          "Config file, optionally with ':preset'.")
+                                          "Config file, optionally with ':tokens'.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/celeba_gem", "Run folder.")
-_RESUME = flags.DEFINE_bool("resume", False, "Continue from the last checkpoint in workdir.")
+_RESUME = flags.DEFINE_bool("resume", False,
+                            "β-VAE only: continue from the last checkpoint in workdir.")
 
 
 def main(argv):
   del argv
   cli.setup_logging()
-  from gem_jax.data import DataNotFoundError
-  from gem_jax.data.celeba_files import check_celeba_files
-  try:
-    check_celeba_files(_CONFIG.value.data.celeba_dir)
-  except DataNotFoundError as e:
-    sys.exit(f"error: {e}")
-  sys.exit("error: CelebA files found, but the CelebA reader is not implemented yet "
-           "(it arrives with the full-GEM issue).")
+  cli.run_experiment(_CONFIG.value, _WORKDIR.value, _RESUME.value)
 
 
 if __name__ == "__main__":

@@ -19,3 +19,20 @@ def config_path(name: str) -> str:
 
 def setup_logging() -> None:
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+
+def run_experiment(config, workdir: str, resume: bool) -> None:
+  """The β-VAE branch alone, or GEM's whole pipeline; data errors exit with one message."""
+  import sys
+  from gem_jax.checkpoints import CheckpointError
+  from gem_jax.data import DataNotFoundError
+  from gem_jax.train import NonFiniteLossError, RunExistsError
+  try:
+    if config.model.name == "beta_vae":
+      from gem_jax.train import train_and_evaluate
+      train_and_evaluate(config, workdir, resume=resume)
+    else:
+      from gem_jax.gem_pipeline import run_gem
+      run_gem(config, workdir)
+  except (DataNotFoundError, CheckpointError, RunExistsError, NonFiniteLossError) as e:
+    sys.exit(f"error: {e}")

@@ -1,4 +1,4 @@
-"""Score a data set's images with an MLLM (or the oracle SIMULATION) and map the relations.
+r"""Score a data set's images with an MLLM (or the oracle SIMULATION) and map the relations.
 
     # offline, simulated scores from the synthetic_faces labels (accuracy 0.884):
     python -m experiments.score_attributes --backend oracle --dataset synthetic_faces \
@@ -23,7 +23,7 @@ only and never printed. Flags are spelled with underscores; the hyphenated spell
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence
+from typing import Sequence
 
 from absl import app, flags
 
@@ -37,38 +37,65 @@ _BACKENDS = ["openai", "gemini", "oracle", "replay"]
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
   """Defines the flags of this program on `fv` (the global FLAGS by default)."""
   d = dict(flag_values=fv)
-  flags.DEFINE_enum("backend", None, _BACKENDS,
-                    "Scorer: openai | gemini | oracle (offline SIMULATION) | replay.", **d)
-  flags.DEFINE_string("model", None, "Model name (default gpt-4o / gemini-2.5-flash; the "
-                      "oracle names itself, leave it out).", **d)
-  flags.DEFINE_string("base_url", None, "OpenAI-compatible (or Gemini) server URL, e.g. "
-                      "http://localhost:8000/v1.", **d)
-  flags.DEFINE_string("dataset", "synthetic_faces", "Data set name (gem_jax.data.DATASETS).",
-                      **d)
-  flags.DEFINE_string("data_config", "default",
-                      "Builder config, synthetic_faces: tiny | small | default.", **d)
-  flags.DEFINE_string("data_dir", None,
-                      "tfds data_dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets).", **d)
-  flags.DEFINE_string("split", "train", "Split whose first --num_images images are scored.",
-                      **d)
-  flags.DEFINE_list("attributes", "bangs,bald,gender,beard,blond,makeup",
-                    "Comma-separated attribute names.", **d)
+  flags.DEFINE_enum(
+      "backend",
+      None,
+      _BACKENDS,
+      "Scorer: openai | gemini | oracle (offline SIMULATION) | replay.",
+      **d,
+  )
+  flags.DEFINE_string(
+      "model",
+      None,
+      "Model name (default gpt-4o / gemini-2.5-flash; the " "oracle names itself, leave it out).",
+      **d,
+  )
+  flags.DEFINE_string(
+      "base_url",
+      None,
+      "OpenAI-compatible (or Gemini) server URL, e.g. " "http://localhost:8000/v1.",
+      **d,
+  )
+  flags.DEFINE_string("dataset", "synthetic_faces", "Data set name (gem_jax.data.DATASETS).", **d)
+  flags.DEFINE_string(
+      "data_config", "default", "Builder config, synthetic_faces: tiny | small | default.", **d
+  )
+  flags.DEFINE_string(
+      "data_dir", None, "tfds data_dir (default $TFDS_DATA_DIR or ~/tensorflow_datasets).", **d
+  )
+  flags.DEFINE_string("split", "train", "Split whose first --num_images images are scored.", **d)
+  flags.DEFINE_list(
+      "attributes", "bangs,bald,gender,beard,blond,makeup", "Comma-separated attribute names.", **d
+  )
   flags.DEFINE_integer("num_images", 1500, "How many images (the first of the split).", **d)
   flags.DEFINE_string("out", None, "Output folder.", **d)
   flags.DEFINE_string("cache", None, "Answer cache (default <out>/score_cache.jsonl).", **d)
-  flags.DEFINE_bool("dry_run", False,
-                    "Print the request count and the estimated token cost; send nothing.", **d)
+  flags.DEFINE_bool(
+      "dry_run", False, "Print the request count and the estimated token cost; send nothing.", **d
+  )
   flags.DEFINE_integer("concurrency", 8, "Requests in flight (openai/gemini).", **d)
-  flags.DEFINE_float("requests_per_minute", None,
-                     "Rate limit (default: the backend's; 0 = none).", **d)
-  flags.DEFINE_enum("response_format", None, ["json_schema", "json_object", "none"],
-                    "openai: structured-output mode (default json_schema).", **d)
+  flags.DEFINE_float(
+      "requests_per_minute", None, "Rate limit (default: the backend's; 0 = none).", **d
+  )
+  flags.DEFINE_enum(
+      "response_format",
+      None,
+      ["json_schema", "json_object", "none"],
+      "openai: structured-output mode (default json_schema).",
+      **d,
+  )
   flags.DEFINE_float("accuracy", 0.884, "Oracle: probability of the true level.", **d)
-  flags.DEFINE_enum("error_model", "uniform", ["uniform", "adjacent"],
-                    "Oracle: wrong levels uniform over the others, or +-1.", **d)
+  flags.DEFINE_enum(
+      "error_model",
+      "uniform",
+      ["uniform", "adjacent"],
+      "Oracle: wrong levels uniform over the others, or +-1.",
+      **d,
+  )
   flags.DEFINE_integer("seed", 0, "Oracle noise and bootstrap seed.", **d)
-  flags.DEFINE_integer("bootstrap", 0,
-                       "Bootstrap resamples for 95% CIs of Somers' D (0 = none).", **d)
+  flags.DEFINE_integer(
+      "bootstrap", 0, "Bootstrap resamples for 95% CIs of Somers' D (0 = none).", **d
+  )
   flags.DEFINE_string("replay_path", None, "replay: a score cache .jsonl or an .npz.", **d)
   flags.DEFINE_bool("progress", True, "Show the tqdm progress bar.", **d)
   flags.DEFINE_bool("plots", True, "Write the PNG heatmaps.", **d)
@@ -79,7 +106,7 @@ def normalize_argv(argv: Sequence[str], fv: flags.FlagValues = flags.FLAGS) -> l
   out = [argv[0]] if argv else []
   for arg in list(argv)[1:]:
     if arg == "--":
-      out.extend(argv[len(out):])
+      out.extend(argv[len(out) :])
       break
     if arg.startswith("--") and "-" in arg[2:].split("=", 1)[0]:
       name, eq, value = arg[2:].partition("=")
@@ -96,18 +123,35 @@ def options_from_flags(fv: flags.FlagValues = flags.FLAGS):
   from gem_jax.scoring import ScoringError, ScoringOptions
 
   if not fv.backend:
-    raise ScoringError(f"--backend is required: one of {', '.join(_BACKENDS)} "
-                       "(nothing ever falls back to the oracle)")
+    raise ScoringError(
+        f"--backend is required: one of {', '.join(_BACKENDS)} "
+        "(nothing ever falls back to the oracle)"
+    )
   if not fv.out and not fv.dry_run:
     raise ScoringError("--out is required (the folder for scores, the cache and the figures)")
   return ScoringOptions(
-      backend=fv.backend, out=fv.out or "", model=fv.model, base_url=fv.base_url,
-      dataset=fv.dataset, data_config=fv.data_config, data_dir=fv.data_dir, split=fv.split,
-      attributes=list(fv.attributes or []), num_images=fv.num_images, cache_path=fv.cache,
-      dry_run=fv.dry_run, concurrency=fv.concurrency,
-      requests_per_minute=fv.requests_per_minute, response_format=fv.response_format,
-      accuracy=fv.accuracy, error_model=fv.error_model, seed=fv.seed, bootstrap=fv.bootstrap,
-      replay_path=fv.replay_path, progress=fv.progress, plots=fv.plots,
+      backend=fv.backend,
+      out=fv.out or "",
+      model=fv.model,
+      base_url=fv.base_url,
+      dataset=fv.dataset,
+      data_config=fv.data_config,
+      data_dir=fv.data_dir,
+      split=fv.split,
+      attributes=list(fv.attributes or []),
+      num_images=fv.num_images,
+      cache_path=fv.cache,
+      dry_run=fv.dry_run,
+      concurrency=fv.concurrency,
+      requests_per_minute=fv.requests_per_minute,
+      response_format=fv.response_format,
+      accuracy=fv.accuracy,
+      error_model=fv.error_model,
+      seed=fv.seed,
+      bootstrap=fv.bootstrap,
+      replay_path=fv.replay_path,
+      progress=fv.progress,
+      plots=fv.plots,
   )
 
 

@@ -51,6 +51,7 @@ class Panel:
   upper: Optional[np.ndarray] = None
   blank_zeros: bool = False  # write "0" in grey for zero cells (a graph's absent edges)
   grey_diagonal: bool = True
+  diagonal_text: Optional[str] = None  # default: the value
 
 
 def draw_relation_matrix(
@@ -65,6 +66,7 @@ def draw_relation_matrix(
     title: str = "",
     grey_diagonal: bool = True,
     blank_zeros: bool = False,
+    diagonal_text: Optional[str] = None,
     fontsize: float = 9.0,
 ):
   """Draw one annotated heatmap on `ax`; returns the image (for a colorbar)."""
@@ -75,8 +77,7 @@ def draw_relation_matrix(
     raise ValueError(f"matrix {m.shape} does not match {n} names")
   diag = np.eye(n, dtype=bool)
   shown = np.ma.masked_where(diag, m) if grey_diagonal else m
-  cmap = plt.get_cmap(_CMAP).copy()
-  cmap.set_bad(_DIAGONAL_COLOUR)
+  cmap = plt.get_cmap(_CMAP).with_extremes(bad=_DIAGONAL_COLOUR)
   im = ax.imshow(shown, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
   lo = None if lower is None else np.asarray(lower, np.float64)
   hi = None if upper is None else np.asarray(upper, np.float64)
@@ -85,8 +86,8 @@ def draw_relation_matrix(
     for j in range(n):
       v = m[i, j]
       if diag[i, j] and grey_diagonal:
-        ax.text(j, i, _fmt(v).lstrip("+"), ha="center", va="center", fontsize=fontsize,
-                color="#666666")
+        label = _fmt(v).lstrip("+") if diagonal_text is None else diagonal_text
+        ax.text(j, i, label, ha="center", va="center", fontsize=fontsize, color="#666666")
         continue
       if blank_zeros and v == 0:
         ax.text(j, i, "0", ha="center", va="center", fontsize=fontsize, color="#9a9a9a")
@@ -95,16 +96,33 @@ def draw_relation_matrix(
       text = _fmt(v)
       if lo is not None and hi is not None:
         text += f"\n[{_fmt(lo[i, j])}, {_fmt(hi[i, j])}]"
-        ax.text(j, i - 0.12, _fmt(v), ha="center", va="center", fontsize=fontsize,
-                color=colour, fontweight="bold")
-        ax.text(j, i + 0.22, f"[{_fmt(lo[i, j])}, {_fmt(hi[i, j])}]", ha="center",
-                va="center", fontsize=fontsize * 0.62, color=colour)
+        ax.text(
+            j,
+            i - 0.12,
+            _fmt(v),
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            color=colour,
+            fontweight="bold",
+        )
+        ax.text(
+            j,
+            i + 0.22,
+            f"[{_fmt(lo[i, j])}, {_fmt(hi[i, j])}]",
+            ha="center",
+            va="center",
+            fontsize=fontsize * 0.62,
+            color=colour,
+        )
       else:
-        ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=colour,
-                fontweight="bold")
+        ax.text(
+            j, i, text, ha="center", va="center", fontsize=fontsize, color=colour, fontweight="bold"
+        )
   ax.set_xticks(range(n))
-  ax.set_xticklabels([f"on {a}" for a in names], rotation=35, ha="right",
-                     rotation_mode="anchor", fontsize=fontsize)
+  ax.set_xticklabels(
+      [f"on {a}" for a in names], rotation=35, ha="right", rotation_mode="anchor", fontsize=fontsize
+  )
   ax.set_yticks(range(n))
   ax.set_yticklabels([f"impact of {a}" for a in names], fontsize=fontsize)
   ax.set_xticks(np.arange(n + 1) - 0.5, minor=True)
@@ -140,8 +158,9 @@ def save_somers_d_heatmap(
   n = len(names)
   side = max(5.5, 0.95 * n + 2.8)
   fig, ax = plt.subplots(figsize=(side + 1.6, side + 0.6))
-  im = draw_relation_matrix(ax, somers, names, lower=lower, upper=upper,
-                            fontsize=9.5 if n <= 8 else 7.5)
+  im = draw_relation_matrix(
+      ax, somers, names, lower=lower, upper=upper, fontsize=9.5 if n <= 8 else 7.5
+  )
   cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
   cb.set_label("S[i, j] = D(col | row)   (< 0: row suppresses col)", fontsize=8.5)
   note = "S[i, j] = Somers' D(A_j | A_i): impact of row i on column j; diagonal = 1"
@@ -150,11 +169,12 @@ def save_somers_d_heatmap(
   fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=8, color="#444444")
   fig.suptitle(title, fontsize=11, y=0.985)
   if subtitle:
-    fig.text(0.5, 0.935, subtitle, ha="center", va="top", fontsize=10, color="#b00000",
-             fontweight="bold")
+    fig.text(
+        0.5, 0.935, subtitle, ha="center", va="top", fontsize=10, color="#b00000", fontweight="bold"
+    )
   fig.tight_layout(rect=(0, 0.03, 1, 0.92 if subtitle else 0.95))
   Path(path).parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=dpi)
+  fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.15)
   plt.close(fig)
 
 
@@ -164,26 +184,53 @@ def save_relation_panels(
     names: Sequence[str],
     *,
     title: str = "",
+    subtitle: str = "",
     dpi: int = 110,
 ) -> None:
-  """Side-by-side annotated heatmaps (e.g. S from scores | S from labels | the true graph)."""
+  """Side-by-side annotated heatmaps (e.g. S from scores | S from labels | the true graph).
+
+  `subtitle` goes under the title in red (use it for "SIMULATED (oracle)").
+  """
   plt = _plt()
   k = len(panels)
   n = len(names)
-  side = max(5.0, 0.85 * n + 2.6)
-  fig, axes = plt.subplots(1, k, figsize=(k * (side + 1.2), side + 1.0), squeeze=False)
+  side = max(4.5, 0.7 * n + 1.8)
+  fs = 10.5 if n <= 8 else 8.0
+  fig, axes = plt.subplots(1, k, figsize=(k * (side + 1.5), side + 1.2), squeeze=False)
   for ax, p in zip(axes[0], panels):
     im = draw_relation_matrix(
-        ax, p.matrix, list(p.names) if p.names is not None else names, vmin=p.vmin,
-        vmax=p.vmax, lower=p.lower, upper=p.upper, title=p.title,
-        grey_diagonal=p.grey_diagonal, blank_zeros=p.blank_zeros,
-        fontsize=9.0 if n <= 8 else 7.0,
+        ax,
+        p.matrix,
+        list(p.names) if p.names is not None else names,
+        vmin=p.vmin,
+        vmax=p.vmax,
+        lower=p.lower,
+        upper=p.upper,
+        title=p.title,
+        grey_diagonal=p.grey_diagonal,
+        blank_zeros=p.blank_zeros,
+        diagonal_text=p.diagonal_text,
+        fontsize=fs,
     )
     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-    cb.set_label(p.colorbar_label, fontsize=8)
+    cb.set_label(p.colorbar_label, fontsize=fs - 1)
+  top = 1.0
   if title:
-    fig.suptitle(title, fontsize=11)
-  fig.tight_layout(rect=(0, 0, 1, 0.93 if title else 1))
+    fig.suptitle(title, fontsize=fs + 2.5, y=0.99)
+    top = 0.92
+  if subtitle:
+    fig.text(
+        0.5,
+        0.935,
+        subtitle,
+        ha="center",
+        va="top",
+        fontsize=fs + 1.5,
+        color="#b00000",
+        fontweight="bold",
+    )
+    top = 0.88
+  fig.tight_layout(rect=(0, 0, 1, top))
   Path(path).parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=dpi)
+  fig.savefig(path, dpi=dpi, bbox_inches="tight", pad_inches=0.15)
   plt.close(fig)

@@ -431,8 +431,13 @@ def _max_abs_offdiag(a: np.ndarray, b: np.ndarray, names: Sequence[str]) -> dict
   d = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
   np.fill_diagonal(d, 0.0)
   i, j = np.unravel_index(int(np.argmax(d)), d.shape)
-  return {"max_abs_diff": _r(d[i, j]), "at": [names[i], names[j]], "mean_abs_diff": _r(
-      d.sum() / max(1, d.size - len(names)))}
+  if d[i, j] == 0:
+    return {"max_abs_diff": 0.0, "at": None, "mean_abs_diff": 0.0}
+  return {
+      "max_abs_diff": _r(d[i, j]),
+      "at": [names[i], names[j]],
+      "mean_abs_diff": _r(d.sum() / max(1, d.size - len(names))),
+  }
 
 
 def relation_report(
@@ -481,7 +486,10 @@ def relation_report(
     from gem_jax.relations import somers_d_bootstrap
 
     _, lo, hi = somers_d_bootstrap(
-        scores, jax.random.PRNGKey(seed), num_resamples=int(bootstrap), num_levels=NUM_LEVELS,
+        scores,
+        jax.random.PRNGKey(seed),
+        num_resamples=int(bootstrap),
+        num_levels=NUM_LEVELS,
         confidence=confidence,
     )
     lower, upper = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
@@ -619,7 +627,11 @@ def estimate_request_cost(
 
 
 def _count_cached(
-    cache_path: str, hashes: Sequence[str], backend: str, model: str, prompt_version: str,
+    cache_path: str,
+    hashes: Sequence[str],
+    backend: str,
+    model: str,
+    prompt_version: str,
     attributes: Sequence[str],
 ) -> int:
   """Images whose every requested attribute is already answered in the cache."""
@@ -645,11 +657,26 @@ def _title(desc: dict, num_images: int) -> tuple[str, str]:
   return head, sub
 
 
+def _dumps(obj: Any, indent: int = 0) -> str:
+  """JSON with one key per line, but lists of numbers/strings (matrix rows) on one line."""
+  pad, inner = " " * indent, " " * (indent + 2)
+  if isinstance(obj, dict) and obj:
+    items = [f"{inner}{json.dumps(str(k))}: {_dumps(v, indent + 2)}" for k, v in obj.items()]
+    return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+  if (
+      isinstance(obj, (list, tuple))
+      and obj
+      and any(isinstance(v, (dict, list, tuple)) for v in obj)
+  ):
+    items = [f"{inner}{_dumps(v, indent + 2)}" for v in obj]
+    return "[\n" + ",\n".join(items) + f"\n{pad}]"
+  return json.dumps(obj)
+
+
 def _write_json(path: str, obj: Any) -> None:
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-    f.write("\n")
+    f.write(_dumps(obj) + "\n")
   os.replace(tmp, path)
 
 
@@ -682,8 +709,12 @@ def run_scoring(options: ScoringOptions, *, print_fn=print) -> dict:
       )
     if known_names is not None:  # fail before rendering or loading anything
       validate_attributes(attributes, known_names, o.dataset)
-  cache_path = None if o.backend == "replay" else (
-      o.cache_path or os.path.join(o.out, "score_cache.jsonl")
+  if not o.out and not o.dry_run:
+    raise ScoringError("an output folder (--out) is required")
+  cache_path = (
+      None
+      if o.backend == "replay" or not (o.out or o.cache_path)
+      else (o.cache_path or os.path.join(o.out, "score_cache.jsonl"))
   )
 
   examples = _load(o.dataset, o.data_config, o.data_dir, o.split, o.num_images)
@@ -691,7 +722,11 @@ def run_scoring(options: ScoringOptions, *, print_fn=print) -> dict:
   if len(images) < o.num_images:
     logger.warning(
         "%s/%s split %r has only %d images; scoring those (asked for %d)",
-        o.dataset, o.data_config, o.split, len(images), o.num_images,
+        o.dataset,
+        o.data_config,
+        o.split,
+        len(images),
+        o.num_images,
     )
   all_labels, label_names = labels_from_examples(examples, known_names)
   if o.backend == "oracle":
@@ -704,10 +739,20 @@ def run_scoring(options: ScoringOptions, *, print_fn=print) -> dict:
     return _dry_run(o, attributes, images, hashes, cache_path, print_fn)
 
   scorer = build_scorer(
-      o.backend, model=o.model, base_url=o.base_url, images=images, labels=all_labels,
-      label_names=label_names, accuracy=o.accuracy, error_model=o.error_model, seed=o.seed,
-      concurrency=o.concurrency, requests_per_minute=o.requests_per_minute,
-      response_format=o.response_format, replay_path=o.replay_path, progress=o.progress,
+      o.backend,
+      model=o.model,
+      base_url=o.base_url,
+      images=images,
+      labels=all_labels,
+      label_names=label_names,
+      accuracy=o.accuracy,
+      error_model=o.error_model,
+      seed=o.seed,
+      concurrency=o.concurrency,
+      requests_per_minute=o.requests_per_minute,
+      response_format=o.response_format,
+      replay_path=o.replay_path,
+      progress=o.progress,
   )
   if cache_path is not None:
     scorer = scorers_lib.CachedScorer(scorer, cache_path)
@@ -734,7 +779,9 @@ def run_scoring(options: ScoringOptions, *, print_fn=print) -> dict:
   )
 
   source = {
-      "dataset": o.dataset, "data_config": o.data_config, "split": o.split,
+      "dataset": o.dataset,
+      "data_config": o.data_config,
+      "split": o.split,
       "images": f"the first {len(images)} images of the split",
       "image_shape": list(images.shape[1:]),
       "images_sha256": hashlib.sha256("".join(hashes).encode()).hexdigest(),
@@ -765,8 +812,8 @@ def run_scoring(options: ScoringOptions, *, print_fn=print) -> dict:
   np.save(os.path.join(o.out, "scores.npy"), scores.astype(np.int32))
   _write_json(os.path.join(o.out, "scores.json"), scores_meta)
 
-  s = np.asarray(report["somers_d"], np.float32)
-  np.save(os.path.join(o.out, "somers_d.npy"), s)
+  s = np.asarray(report["somers_d"], np.float64)  # rounded to 4 digits, as printed
+  np.save(os.path.join(o.out, "somers_d.npy"), _somers_d(scores).astype(np.float32))
   somers_json = {
       "attributes": attributes,
       "definition": DEFINITION,
@@ -818,8 +865,11 @@ def run_scoring(options: ScoringOptions, *, print_fn=print) -> dict:
     figures.append(path)
     if "labels" in report:
       panels = [
-          relation_plots.Panel(s, f"S from {desc.get('backend')} scores" + (
-              " (SIMULATED)" if desc.get("is_simulation") else "")),
+          relation_plots.Panel(
+              s,
+              f"S from {desc.get('backend')} scores"
+              + (" (SIMULATED)" if desc.get("is_simulation") else ""),
+          ),
           relation_plots.Panel(
               np.asarray(report["labels"]["somers_d_labels"]), "S from the true labels"
           ),
@@ -830,18 +880,29 @@ def run_scoring(options: ScoringOptions, *, print_fn=print) -> dict:
         lim = max(1.0, float(np.abs(graph).max()))
         panels.append(
             relation_plots.Panel(
-                graph, "TRUE_GRAPH (SCM weights, row -> column)", vmin=-lim, vmax=lim,
-                colorbar_label="structural weight", names=tr["attributes"], blank_zeros=True,
+                graph,
+                "TRUE_GRAPH (SCM weights, row -> column)",
+                vmin=-lim,
+                vmax=lim,
+                colorbar_label="structural weight",
+                names=tr["attributes"],
+                blank_zeros=True,
+                diagonal_text="\u2014",
             )
         )
       path = os.path.join(o.out, "somers_d_vs_truth.png")
-      relation_plots.save_relation_panels(path, panels, attributes, title=f"{head}\n{sub}".strip())
+      relation_plots.save_relation_panels(path, panels, attributes, title=head, subtitle=sub)
       figures.append(path)
 
   _print_summary(print_fn, o, scores_meta, report)
   return {
-      "out": o.out, "scores": scores, "somers_d": s, "report": report, "scores_meta": scores_meta,
-      "scorer_accuracy": accuracy_json, "figures": figures,
+      "out": o.out,
+      "scores": scores,
+      "somers_d": s,
+      "report": report,
+      "scores_meta": scores_meta,
+      "scorer_accuracy": accuracy_json,
+      "figures": figures,
   }
 
 
@@ -854,40 +915,68 @@ def _dry_run(o, attributes, images, hashes, cache_path, print_fn) -> dict:
         f"{what}; 0 network requests, no cost. Nothing was sent or written."
     )
     print_fn(msg)
-    return {"dry_run": True, "backend": o.backend, "num_images": len(images),
-            "num_requests": 0, "cost_usd": 0.0}
+    return {
+        "dry_run": True,
+        "backend": o.backend,
+        "num_images": len(images),
+        "num_requests": 0,
+        "cost_usd": 0.0,
+    }
   model = _default_model(o.backend, o.model)
-  cached = _count_cached(
-      cache_path, hashes, o.backend, model, scorers_lib.PROMPT_VERSION, attributes
-  ) if cache_path else 0
+  cached = (
+      _count_cached(cache_path, hashes, o.backend, model, scorers_lib.PROMPT_VERSION, attributes)
+      if cache_path
+      else 0
+  )
   todo = n_unique - cached
   est = estimate_request_cost(
-      o.backend, model, todo, attributes, base_url=o.base_url,
+      o.backend,
+      model,
+      todo,
+      attributes,
+      base_url=o.base_url,
       image_size=tuple(images.shape[1:3]),
   )
   full = estimate_request_cost(
-      o.backend, model, n_unique, attributes, base_url=o.base_url,
+      o.backend,
+      model,
+      n_unique,
+      attributes,
+      base_url=o.base_url,
       image_size=tuple(images.shape[1:3]),
   )
   print_fn(
       f"dry run: {o.backend}:{model} on {len(images)} images ({n_unique} unique), {len(attributes)}"
       f" attributes ({', '.join(attributes)}), one request per image"
   )
-  print_fn(f"  already answered in the cache {cache_path}: {cached}")
+  if cache_path:
+    print_fn(f"  already answered in the cache {cache_path}: {cached}")
+  else:
+    print_fn("  (no --out or --cache given: no cache consulted)")
   print_fn(f"  to send: {est}")
   if cached:
     print_fn(f"  (without the cache: {full})")
   print_fn("  nothing was sent or written")
-  return {"dry_run": True, "backend": o.backend, "model": model, "num_images": len(images),
-          "cached": cached, "num_requests": est.num_requests,
-          "prompt_tokens": est.prompt_tokens, "completion_tokens": est.completion_tokens,
-          "cost_usd": est.cost_usd}
+  return {
+      "dry_run": True,
+      "backend": o.backend,
+      "model": model,
+      "num_images": len(images),
+      "cached": cached,
+      "num_requests": est.num_requests,
+      "prompt_tokens": est.prompt_tokens,
+      "completion_tokens": est.completion_tokens,
+      "cost_usd": est.cost_usd,
+  }
 
 
 def _print_summary(print_fn, o, meta: dict, report: dict) -> None:
   names = report["attributes"]
-  sim = "  [SIMULATED: oracle, not an MLLM]" if meta["backend"] == "oracle" else (
-      "  [SIMULATED]" if meta["is_simulation"] else "")
+  sim = (
+      "  [SIMULATED: oracle, not an MLLM]"
+      if meta["backend"] == "oracle"
+      else ("  [SIMULATED]" if meta["is_simulation"] else "")
+  )
   print_fn(f"scored {report['num_images']} images with {meta['backend']}:{meta['model']}{sim}")
   if meta.get("cache"):
     c = meta["cache"]
@@ -899,14 +988,18 @@ def _print_summary(print_fn, o, meta: dict, report: dict) -> None:
     print_fn("scorer vs labels (exact / within +-1):")
     for a, v in acc["per_attribute"].items():
       print_fn(f"  {a:>10}: {v['exact']:.3f} / {v['within_1']:.3f}")
-    print_fn(f"  mean exact {acc['mean_exact']}, all-zero rate {acc['all_zero_rate']} "
-             f"(labels: {acc['all_zero_rate_labels']})")
+    print_fn(
+        f"  mean exact {acc['mean_exact']}, all-zero rate {acc['all_zero_rate']} "
+        f"(labels: {acc['all_zero_rate_labels']})"
+    )
     print_fn(f"  S vs S(labels): {report['labels']['scores_vs_labels']}")
   if "truth" in report:
     g = report["truth"]["from_scores"]
-    print_fn(f"TRUE_GRAPH: sign agreement {g['sign_agreement']} on {g['num_true_edges']} edges; "
-             f"AUROC edges vs independent pairs: undirected {g['auroc_undirected']}, directed "
-             f"{g['auroc_directed']}")
+    print_fn(
+        f"TRUE_GRAPH: sign agreement {g['sign_agreement']} on {g['num_true_edges']} edges; "
+        f"AUROC edges vs independent pairs: undirected {g['auroc_undirected']}, directed "
+        f"{g['auroc_directed']}"
+    )
     if "population" in report["truth"]:
       print_fn(f"  S vs population S: {report['truth']['population']['scores_vs_population']}")
   print_fn(f"wrote {o.out}")

@@ -15,7 +15,7 @@ from gem_jax import checkpoints
 from gem_jax.data import load_examples, make_train_iterator
 from gem_jax.metric_writer import MetricWriter
 from gem_jax.plots import image_grid, save_image
-from gem_jax.train_state import TrainState, create_train_state, make_model, make_optimizer
+from gem_jax.train_state import TrainState, create_train_state
 from gem_jax.train_step import make_pmapped_step
 from gem_jax.trained_model import MODEL_KIND, TrainedModel
 
@@ -41,8 +41,10 @@ def _unreplicate(tree):
   return jax.tree.map(lambda x: x[0], tree)
 
 
-def checkpoint_meta(config) -> dict:
-  return {"kind": MODEL_KIND, "model": config.model.to_dict(), "config": config.to_dict()}
+def checkpoint_meta(config, extra: dict | None = None) -> dict:
+  """What a checkpoint records beside the state: enough to rebuild the model alone."""
+  return {"kind": MODEL_KIND, "model": config.model.to_dict(), "config": config.to_dict(),
+          **(extra or {})}
 
 
 def _fixed_images(config, num: int = 8) -> np.ndarray:
@@ -74,29 +76,32 @@ def _open_or_resume(config, workdir: Path, resume: bool, state: TrainState, mana
   return restored
 
 
-def train_and_evaluate(config, workdir: str | Path, resume: bool = False) -> TrainState:
+def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
+                       graph: dict | None = None, vae_params=None,
+                       extra_meta: dict | None = None) -> TrainState:
   """Trains for config.train.num_steps; returns the final (unreplicated) state.
 
+  graph / vae_params: see `create_train_state` (A_0 and warm-up weights for GEM).
+  extra_meta: JSON saved with every checkpoint (e.g. the latent alignment).
   Writes <workdir>/config.json, metrics.jsonl, tensorboard/, samples/ and checkpoints/.
   """
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  model, tx = make_model(config.model), make_optimizer(config.train)
   manager = checkpoints.make_manager(workdir / "checkpoints",
                                      max_to_keep=config.train.keep_checkpoints,
                                      save_interval_steps=config.train.checkpoint_every)
-  state = _open_or_resume(config, workdir, resume, create_train_state(config, model, tx),
-                          manager)
+  state = _open_or_resume(config, workdir, resume,
+                          create_train_state(config, graph, vae_params), manager)
   (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
   devices = _devices(config.train)
-  step_fn = make_pmapped_step(model, tx, config.model, devices)
+  step_fn = make_pmapped_step(config, devices)
   start = int(state.step)
   batches = make_train_iterator(config.data, global_batch=config.train.batch_size,
                                 num_devices=len(devices), seed=config.seed,
                                 start_step=start, image_size=config.model.image_size)
   fixed = _fixed_images(config)
   writer = MetricWriter(workdir)
-  meta = checkpoint_meta(config)
+  meta = checkpoint_meta(config, extra_meta)
   rstate = replicate(state, devices)
   pending = None
   t0, last_log_step = time.perf_counter(), start
@@ -115,8 +120,7 @@ def train_and_evaluate(config, workdir: str | Path, resume: bool = False) -> Tra
         writer.write_scalars(step, scalars)
         t0, last_log_step = time.perf_counter(), step
       if step % config.train.sample_every == 0 or step == config.train.num_steps:
-        host = _unreplicate(rstate)
-        trained = TrainedModel(model, host.params, host.adjacency)
+        trained = TrainedModel.from_state(config, _unreplicate(rstate))
         grid = _write_samples(workdir / "samples" / f"step_{step:07d}.png", trained, fixed,
                               config.seed)
         writer.write_image(step, "samples", grid)

@@ -1,4 +1,4 @@
-"""TrainState: everything that changes during training, as one pytree."""
+"""TrainState: everything that changes during training, as one pytree; and its creation."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,23 +6,33 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from gem_jax.discriminator import JointDiscriminator
+from gem_jax.disgraph import DisGraph
 from gem_jax.vae import VAE
 
 
 @flax.struct.dataclass
 class TrainState:
-  """step: int32 []; params: model parameters; opt_state: optax state;
-  rng: uint32 [2] base key (step keys are folded from it, so a resumed run replays the
-  same stream); adjacency: float32 [d, d], the graph A the decoder reads z_rel = A^T z
-  through (I for the β-VAE branch)."""
+  """One training run's mutable state.
+
+  step: int32 []. params: {'vae': ..., 'graph': ...} (the generator side: encoder, decoder and
+  graph learner). opt_state: their optax state. rng: uint32 [2] base key; step keys are folded
+  from it, so a resumed run replays the same stream. graph: {'a0': [d, d] the initial graph
+  A_0, 'edge_mask': [d, d] 1 where an edge may exist, 'anchor': [d, d] the slowly moving
+  anchor of the bootstrapped graph loss}. disc_params / disc_opt_state: the joint
+  discriminator and its own optimizer ({} when the adversarial strategy is off).
+  """
 
   step: jax.Array
   params: Any
   opt_state: Any
   rng: jax.Array
-  adjacency: jax.Array
+  graph: dict
+  disc_params: Any
+  disc_opt_state: Any
 
 
 def make_model(model_config) -> VAE:
@@ -32,21 +42,68 @@ def make_model(model_config) -> VAE:
              upsample=model_config.upsample)
 
 
-def make_optimizer(train_config) -> optax.GradientTransformation:
-  """Adam (DESIGN.md: 1e-4), optional global-norm clipping."""
-  tx = optax.adam(train_config.learning_rate, b1=train_config.adam_b1,
-                  b2=train_config.adam_b2)
+def make_graph_module(model_config) -> DisGraph:
+  return DisGraph(latent_dim=model_config.latent_dim, num_layers=model_config.gcn_layers,
+                  learn=model_config.graph_learner)
+
+
+def make_discriminator(model_config) -> JointDiscriminator:
+  return JointDiscriminator(width=model_config.disc_width, hidden=model_config.disc_hidden,
+                            latent_dim=model_config.latent_dim)
+
+
+def _adam(learning_rate, train_config) -> optax.GradientTransformation:
+  tx = optax.adam(learning_rate, b1=train_config.adam_b1, b2=train_config.adam_b2)
   if train_config.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(train_config.grad_clip_norm), tx)
   return tx
 
 
-def create_train_state(config, model: VAE, tx: optax.GradientTransformation) -> TrainState:
-  """Initialises parameters and optimizer state on the host (unreplicated)."""
-  init_key, run_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  d, size = config.model.latent_dim, config.model.image_size
-  params = model.init(init_key, jnp.zeros((1, size, size, 3)), jnp.zeros((1, d)),
-                      jnp.eye(d))
+def make_optimizer(train_config) -> optax.GradientTransformation:
+  """Adam for the generator side (DESIGN.md: 1e-4), optional global-norm clipping."""
+  return _adam(train_config.learning_rate, train_config)
+
+
+def make_disc_optimizer(train_config) -> optax.GradientTransformation:
+  """The discriminator's own Adam."""
+  return _adam(train_config.disc_learning_rate, train_config)
+
+
+def identity_graph(latent_dim: int) -> dict:
+  """The graph state of the β-VAE branch alone: A_0 = I, no edges."""
+  eye = np.eye(latent_dim, dtype=np.float32)
+  return {"a0": eye, "edge_mask": np.zeros_like(eye), "anchor": eye.copy()}
+
+
+def make_graph_state(a0: np.ndarray, edge_mask: np.ndarray) -> dict:
+  """Graph state from A_0 [d, d] and the edge mask [d, d] (anchor starts at A_0)."""
+  a0 = np.asarray(a0, np.float32)
+  return {"a0": a0, "edge_mask": np.asarray(edge_mask, np.float32), "anchor": a0.copy()}
+
+
+def create_train_state(config, graph: dict | None = None, vae_params=None) -> TrainState:
+  """Initialises a state on the host (unreplicated).
+
+  graph: from `make_graph_state` (default: `identity_graph`). vae_params: start the encoder
+  and decoder from these (e.g. the warm-up run's) instead of a fresh init.
+  """
+  mc = config.model
+  d, size = mc.latent_dim, mc.image_size
+  graph = graph or identity_graph(d)
+  if graph["a0"].shape != (d, d):
+    raise ValueError(f"A_0 has shape {graph['a0'].shape} but the model has latent_dim={d}; "
+                     f"expected ({d}, {d})")
+  vae_key, graph_key, disc_key, run_key = jax.random.split(jax.random.PRNGKey(config.seed), 4)
+  x, z = jnp.zeros((1, size, size, 3)), jnp.zeros((1, d))
+  if vae_params is None:
+    vae_params = make_model(mc).init(vae_key, x, z, jnp.eye(d))
+  graph_params = make_graph_module(mc).init(graph_key, graph["a0"], graph["edge_mask"])
+  params = {"vae": vae_params, "graph": graph_params}
+  disc_params, disc_opt_state = {}, {}
+  if mc.adversarial:
+    disc_params = make_discriminator(mc).init(disc_key, x, z)
+    disc_opt_state = make_disc_optimizer(config.train).init(disc_params)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=tx.init(params), rng=run_key,
-                    adjacency=jnp.eye(d, dtype=jnp.float32))
+                    opt_state=make_optimizer(config.train).init(params), rng=run_key,
+                    graph=jax.tree.map(jnp.asarray, graph), disc_params=disc_params,
+                    disc_opt_state=disc_opt_state)

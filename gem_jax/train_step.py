@@ -1,11 +1,20 @@
-"""One training step of the β-VAE branch, written per device and pmapped over devices.
+"""One training step of GEM (and of its β-VAE branch alone), pmapped over devices.
 
-`train_step(state, batch) -> (state, metrics)` is pure: the per-example noise is drawn from
-`fold_in(fold_in(state.rng, step), global example index)`, so the same global batch gives
-the same update on one device or on several (up to float summation order).
+`train_step(state, batch) -> (state, metrics)` is pure. Per step, on each device:
+  1. A = DisGraph(A_0) (the graph learner's refinement, or A_0 itself);
+  2. z = mu + sigma * eps with eps drawn per global example index from the state's RNG, so
+     the same global batch gives the same update on one device or several;
+  3. generator objective lambda_dis * L_dis + lambda_adv * L_adv,G + lambda_anchor *
+     ||A - A_anchor||^2, where L_dis = recon(x, D_rec(A^T z)) + beta * KL;
+  4. the joint discriminator D(x, z) learns positives (x, z ~ q(z|x)) against negatives
+     (D_rec(A^T z'), z'), z' ~ N(0, I), with its own optimizer;
+  5. gradients are averaged over devices (lax.pmean) and the anchor moves towards A.
+A step whose loss or gradients are not finite leaves the state as it was (step + 1 aside)
+and reports metrics['nonfinite'] = 1, so NaN never reaches the weights.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Callable, Sequence
 
@@ -14,11 +23,34 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gem_jax import losses
-from gem_jax.train_state import TrainState
-from gem_jax.vae import VAE
+from gem_jax import adversarial, losses
+from gem_jax.disgraph import anchor_loss, update_anchor
+from gem_jax.train_state import (TrainState, make_disc_optimizer, make_discriminator,
+                                 make_graph_module, make_model, make_optimizer)
+from gem_jax.vae import VAE, relate
 
 AXIS = "batch"
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """The loss weights and switches the step reads (from config.model)."""
+
+  beta: float
+  likelihood: str
+  sigma: float
+  adversarial: bool
+  lambda_dis: float
+  lambda_adv: float
+  lambda_anchor: float
+  anchor_tau: float
+
+  @classmethod
+  def from_model_config(cls, mc) -> "StepConfig":
+    return cls(beta=mc.beta, likelihood=mc.likelihood, sigma=mc.sigma,
+               adversarial=mc.adversarial, lambda_dis=mc.lambda_dis, lambda_adv=mc.lambda_adv,
+               lambda_anchor=mc.lambda_anchor if mc.graph_learner else 0.0,
+               anchor_tau=mc.anchor_tau)
 
 
 def images_to_float(images: jax.Array) -> jax.Array:
@@ -41,45 +73,94 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-def train_step(state: TrainState, batch: dict, *, model: VAE,
-               tx: optax.GradientTransformation, beta: float, likelihood: str,
-               sigma: float) -> tuple[TrainState, dict]:
-  """Per-device body. batch['image']: uint8 [b, H, W, 3] (this device's share).
+def _keep_if(ok, new, old):
+  return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
 
-  A step whose loss or gradients are not finite leaves params and optimizer state as
-  they were and reports metrics['nonfinite'] = 1, so NaN never reaches the weights.
-  """
-  images = batch["image"]
-  chex.assert_rank(images, 4)
-  x = images_to_float(images)
+
+def generator_loss(params, disc_params, state: TrainState, x, eps, z_prior, *, vae: VAE,
+                   graph_module, disc, cfg: StepConfig):
+  """The generator objective and what the discriminator step needs from it."""
+  a = graph_module.apply(params["graph"], state.graph["a0"], state.graph["edge_mask"])
+  out = vae.apply(params["vae"], x, eps, a)
+  l_dis, metrics = losses.beta_vae_loss(out, x, cfg.beta, cfg.likelihood, cfg.sigma)
+  total = cfg.lambda_dis * l_dis
+  x_fake = jnp.zeros_like(x)
+  if cfg.adversarial:
+    x_fake = jax.nn.sigmoid(vae.apply(params["vae"], relate(z_prior, a), method=VAE.decode))
+    d_real = disc.apply(disc_params, x, out["z"])
+    d_fake = disc.apply(disc_params, x_fake, z_prior)
+    l_adv_g = adversarial.generator_loss(d_real, d_fake)
+    total = total + cfg.lambda_adv * l_adv_g
+    metrics["adv_generator"] = l_adv_g
+  if cfg.lambda_anchor:
+    l_anchor = anchor_loss(a, state.graph["anchor"])
+    total = total + cfg.lambda_anchor * l_anchor
+    metrics["anchor"] = l_anchor
+  metrics["l_dis"] = l_dis
+  metrics["loss"] = total
+  return total, (metrics, a, out["z"], x_fake)
+
+
+def train_step(state: TrainState, batch: dict, *, vae: VAE, graph_module, disc, tx, disc_tx,
+               cfg: StepConfig) -> tuple[TrainState, dict]:
+  """Per-device body. batch['image']: uint8 [b, H, W, 3] (this device's share)."""
+  chex.assert_rank(batch["image"], 4)
+  x = images_to_float(batch["image"])
+  d = vae.latent_dim
   step_key = jax.random.fold_in(state.rng, state.step)
-  noise = example_noise(step_key, _global_index(x.shape[0]), model.latent_dim)
+  index = _global_index(x.shape[0])
+  eps = example_noise(jax.random.fold_in(step_key, 0), index, d)
+  z_prior = example_noise(jax.random.fold_in(step_key, 1), index, d)
 
-  def loss_fn(params):
-    outputs = model.apply(params, x, noise, state.adjacency)
-    return losses.beta_vae_loss(outputs, x, beta, likelihood, sigma)
-
-  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grad_fn = jax.value_and_grad(generator_loss, has_aux=True)
+  (_, (metrics, a, z, x_fake)), grads = grad_fn(
+      state.params, state.disc_params, state, x, eps, z_prior, vae=vae,
+      graph_module=graph_module, disc=disc, cfg=cfg)
   grads = jax.lax.pmean(grads, AXIS)
-  metrics = jax.lax.pmean(metrics, AXIS)
-  updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
-  new_params = optax.apply_updates(state.params, updates)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
   ok = jnp.isfinite(metrics["loss"]) & _all_finite(grads)
-  keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-  new_state = state.replace(step=state.step + 1,
-                            params=keep(new_params, state.params),
-                            opt_state=keep(new_opt_state, state.opt_state))
+
+  disc_params, disc_opt_state = state.disc_params, state.disc_opt_state
+  if cfg.adversarial:
+    real = (x, jax.lax.stop_gradient(z))
+    fake = (jax.lax.stop_gradient(x_fake), z_prior)
+
+    def disc_loss(p):
+      return adversarial.discriminator_loss(disc.apply(p, *real), disc.apply(p, *fake))
+
+    l_disc, disc_grads = jax.value_and_grad(disc_loss)(state.disc_params)
+    disc_grads = jax.lax.pmean(disc_grads, AXIS)
+    disc_updates, disc_opt_state = disc_tx.update(disc_grads, state.disc_opt_state,
+                                                  state.disc_params)
+    disc_params = optax.apply_updates(state.disc_params, disc_updates)
+    metrics["adv_discriminator"] = l_disc
+    ok = ok & jnp.isfinite(l_disc) & _all_finite(disc_grads)
+
+  graph = dict(state.graph)
+  if cfg.lambda_anchor:
+    graph["anchor"] = update_anchor(state.graph["anchor"], a, cfg.anchor_tau)
+  metrics = jax.lax.pmean(metrics, AXIS)
+  new_state = state.replace(
+      step=state.step + 1,
+      params=_keep_if(ok, params, state.params),
+      opt_state=_keep_if(ok, opt_state, state.opt_state),
+      graph=_keep_if(ok, graph, state.graph),
+      disc_params=_keep_if(ok, disc_params, state.disc_params),
+      disc_opt_state=_keep_if(ok, disc_opt_state, state.disc_opt_state))
   metrics["nonfinite"] = 1 - ok.astype(jnp.int32)
   return new_state, metrics
 
 
-def make_pmapped_step(model: VAE, tx: optax.GradientTransformation, model_config,
-                      devices: Sequence[jax.Device] | None = None) -> Callable:
+def make_pmapped_step(config, devices: Sequence[jax.Device] | None = None) -> Callable:
   """jit + pmap of `train_step` over `devices` (default: all local devices).
 
   The returned function takes a replicated state and a batch shaped
   [num_devices, per_device_batch, H, W, 3] and returns (state, metrics), both replicated.
   """
-  body = functools.partial(train_step, model=model, tx=tx, beta=model_config.beta,
-                           likelihood=model_config.likelihood, sigma=model_config.sigma)
+  mc = config.model
+  body = functools.partial(train_step, vae=make_model(mc), graph_module=make_graph_module(mc),
+                           disc=make_discriminator(mc), tx=make_optimizer(config.train),
+                           disc_tx=make_disc_optimizer(config.train),
+                           cfg=StepConfig.from_model_config(mc))
   return jax.pmap(body, axis_name=AXIS, devices=devices, donate_argnums=(0,))

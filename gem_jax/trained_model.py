@@ -17,23 +17,46 @@ import ml_collections
 import numpy as np
 
 from gem_jax import checkpoints
-from gem_jax.train_state import make_model
+from gem_jax.train_state import make_graph_module, make_model
 from gem_jax.vae import VAE, relate
 
 MODEL_KIND = "gem_jax/vae"
 
 
 class TrainedModel:
-  """Wraps a VAE module, its parameters and the graph A (adjacency [d, d])."""
+  """Wraps a VAE module, its parameters and the graph A (adjacency [d, d]).
 
-  def __init__(self, module: VAE, params, adjacency: np.ndarray, config=None, step=None):
+  `alignment` (a gem_jax.alignment.Alignment or None) names the attribute of each latent.
+  """
+
+  def __init__(self, module: VAE, params, adjacency: np.ndarray, config=None, step=None,
+               alignment=None, graph_state: dict | None = None, meta: dict | None = None):
     self.module = module
+    self.graph_state = graph_state
+    self.meta = meta
     self.params = params
     self.adjacency = jnp.asarray(adjacency, jnp.float32)
     self.config = config
     self.step = step
+    self.alignment = alignment
     self._encode = jax.jit(functools.partial(module.apply, method=VAE.encode))
     self._decode = jax.jit(functools.partial(module.apply, method=VAE.decode))
+
+  @classmethod
+  def from_state(cls, config, state, alignment=None, meta=None) -> "TrainedModel":
+    """From a (host) TrainState or its restored dict form: A = DisGraph(A_0)."""
+    get = (lambda k: state[k]) if isinstance(state, dict) else (lambda k: getattr(state, k))
+    params, graph = get("params"), get("graph")
+    adjacency = make_graph_module(config.model).apply(params["graph"], graph["a0"],
+                                                      graph["edge_mask"])
+    return cls(make_model(config.model), params["vae"], np.asarray(adjacency), config,
+               int(get("step")), alignment, graph_state=dict(graph), meta=meta)
+
+  def latent_labels(self) -> list[str]:
+    """'z3: bald (-)' for aligned latents, 'z5' otherwise."""
+    if self.alignment is None:
+      return [f"z{k}" for k in range(self.latent_dim)]
+    return list(self.alignment.latent_labels())
 
   @property
   def latent_dim(self) -> int:
@@ -104,6 +127,8 @@ def load(checkpoint_dir: str, step: int | None = None) -> TrainedModel:
         f"{checkpoint_dir} holds a checkpoint of kind {meta.get('kind')!r}, not a "
         f"{MODEL_KIND!r} model")
   config = ml_collections.ConfigDict(meta["config"])
-  module = make_model(config.model)
-  return TrainedModel(module, state["params"], state["adjacency"], config,
-                      int(state["step"]))
+  alignment = None
+  if meta.get("alignment"):
+    from gem_jax.alignment import Alignment
+    alignment = Alignment.from_json(meta["alignment"])
+  return TrainedModel.from_state(config, state, alignment, meta)

@@ -17,6 +17,6 @@ def tfds_dir(tmp_path_factory):
 @pytest.fixture()
 def tiny_config(tfds_dir):
   from experiments.configs import synthetic_gem
-  config = synthetic_gem.get_config("tiny")
+  config = synthetic_gem.get_config("tiny,beta_vae")
   config.data.data_dir = tfds_dir
   return config

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import json
 import logging
-import os
 import time
 
 import numpy as np

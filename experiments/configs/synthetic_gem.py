@@ -3,14 +3,23 @@
     python -m experiments.synthetic_gem --workdir runs/demo \
         --config experiments/configs/synthetic_gem.py:demo --config.train.num_steps=500
 
-Presets (the string after ':'): '' (the paper's settings), 'demo' (a few CPU minutes),
-'tiny' (seconds; tests and notebooks).
+The string after ':' is a comma-separated list of tokens (big_vision style):
+  presets   '' (the paper's settings), 'demo' (a few CPU minutes), 'tiny' (seconds; tests)
+  variants  'beta_vae' (the β-VAE branch alone), 'gem' (default: DisGraph with the graph
+            learner + joint discriminator), 'gem_single' (A fixed at A_0, no learner)
+  ablations 'no_learner', 'no_adversarial', 'vae' (beta = 1)
+e.g. `synthetic_gem.py:demo,gem_single` or `synthetic_gem.py:tiny,beta_vae`.
 """
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+PRESETS = ("demo", "tiny")
+VARIANTS = ("beta_vae", "gem", "gem_single")
+ABLATIONS = ("no_learner", "no_adversarial", "vae")
+ATTRIBUTES = ("bangs", "bald", "gender", "beard", "blond", "makeup")
 
-def get_config(preset: str = "") -> ml_collections.ConfigDict:
+
+def _base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
 
@@ -23,6 +32,7 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   c.data.shuffle_buffer = 10_000
 
   c.model = ml_collections.ConfigDict()
+  c.model.name = "gem"
   c.model.latent_dim = 6
   c.model.image_size = 64
   c.model.width = 32               # Burgess et al. (2018) conv width
@@ -31,10 +41,20 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   c.model.likelihood = "bernoulli"  # bernoulli | gaussian
   c.model.sigma = 0.1              # gaussian likelihood scale, pixels in [0, 1]
   c.model.beta = 4.0
+  c.model.graph_learner = True     # GCN refinement of A (Eq. 9); False: A = A_0
+  c.model.gcn_layers = 2
+  c.model.lambda_anchor = 1000.0   # weight of ||A - A_anchor||^2 (per-image nats scale)
+  c.model.anchor_tau = 0.999       # SUBLIME bootstrapping
+  c.model.adversarial = True       # joint discriminator D(x, z) (Eq. 5)
+  c.model.lambda_dis = 0.6         # paper defaults (Eq. 6)
+  c.model.lambda_adv = 0.8
+  c.model.disc_width = 32
+  c.model.disc_hidden = 256
 
   c.train = ml_collections.ConfigDict()
-  c.train.batch_size = 64          # global, over all devices
+  c.train.batch_size = 32          # global, over all devices (DESIGN.md: 32)
   c.train.learning_rate = 1e-4     # DESIGN.md: Adam 1e-4
+  c.train.disc_learning_rate = 1e-4
   c.train.adam_b1 = 0.9
   c.train.adam_b2 = 0.999
   c.train.grad_clip_norm = 0.0     # 0: off
@@ -45,22 +65,76 @@ def get_config(preset: str = "") -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 1_000
   c.train.keep_checkpoints = 3
 
-  if preset == "demo":
+  # The two-stage pipeline (experiments.synthetic_gem): warm-up with A = I, score, align, GEM.
+  c.gem = ml_collections.ConfigDict()
+  c.gem.warmup_steps = 10_000
+  c.gem.num_scored_images = 1_500  # the paper's N
+  c.gem.attributes = ",".join(ATTRIBUTES)
+  c.gem.scorer = ml_collections.ConfigDict()
+  c.gem.scorer.backend = "oracle"  # oracle (SIMULATION from labels) | openai | gemini | replay
+  c.gem.scorer.model = placeholder(str)
+  c.gem.scorer.base_url = placeholder(str)
+  c.gem.scorer.accuracy = 0.884    # oracle error model (the paper's GPT-4o average)
+  c.gem.scorer.concurrency = 8
+  c.gem.scorer.replay_path = placeholder(str)
+  return c
+
+
+def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
+  m = c.model
+  if token == "beta_vae":
+    m.name, m.graph_learner, m.adversarial, m.lambda_dis = "beta_vae", False, False, 1.0
+    c.train.batch_size = 64
+  elif token == "gem":
+    m.name, m.graph_learner, m.adversarial = "gem", True, True
+  elif token == "gem_single":
+    m.name, m.graph_learner, m.adversarial = "gem_single", False, True
+  elif token == "no_learner":
+    m.graph_learner = False
+    m.name += "-no_learner"
+  elif token == "no_adversarial":
+    m.adversarial = False
+    m.name += "-no_adversarial"
+  elif token == "vae":
+    m.beta = 1.0
+    m.name += "-vae"
+
+
+def _apply_preset(c: ml_collections.ConfigDict, token: str) -> None:
+  if token == "demo":
     c.train.learning_rate = 1e-3
+    c.train.disc_learning_rate = 2e-4
     c.train.num_steps = 3_000
     c.train.sample_every = 500
     c.train.checkpoint_every = 500
-  elif preset == "tiny":
+    c.gem.warmup_steps = 3_000
+  elif token == "tiny":
     c.data.config = "tiny"
     c.data.shuffle_buffer = 512
     c.model.width = 8
     c.model.hidden = 32
+    c.model.disc_width = 8
+    c.model.disc_hidden = 32
     c.train.batch_size = 8
     c.train.learning_rate = 1e-3
     c.train.num_steps = 6
     c.train.log_every = 2
     c.train.sample_every = 3
     c.train.checkpoint_every = 3
-  elif preset:
-    raise ValueError(f"unknown preset {preset!r}; expected '', 'demo' or 'tiny'")
+    c.gem.warmup_steps = 4
+    c.gem.num_scored_images = 64
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  c = _base()
+  tokens = [t for t in arg.split(",") if t]
+  for token in tokens:
+    if token not in PRESETS + VARIANTS + ABLATIONS:
+      raise ValueError(f"unknown config token {token!r}; presets: {PRESETS}, variants: "
+                       f"{VARIANTS}, ablations: {ABLATIONS}")
+  # Variants first, then ablations on top of them, then the size preset.
+  for group in (VARIANTS, ABLATIONS, PRESETS):
+    for token in tokens:
+      if token in group:
+        (_apply_preset if group is PRESETS else _apply_variant)(c, token)
   return c

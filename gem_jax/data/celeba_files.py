@@ -30,5 +30,5 @@ def check_celeba_files(data_dir: str | None) -> Path:
         "CelebA release (img_align_celeba/ with the 202,599 JPEGs, list_attr_celeba.txt, "
         "list_landmarks_align_celeba.txt, list_eval_partition.txt) from "
         "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html and put them in that folder, "
-        "or point --config.data.data_dir (or $CELEBA_DIR) at the folder that holds them.")
+        "or point --config.data.celeba_dir (or $CELEBA_DIR) at the folder that holds them.")
   return root

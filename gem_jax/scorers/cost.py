@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from .prompt import build_prompt, normalize_attributes
 

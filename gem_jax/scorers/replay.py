@@ -17,7 +17,7 @@ Levels recorded as -1 in an `.npz` (a missing answer of the original run) come b
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 

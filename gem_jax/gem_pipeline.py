@@ -1,0 +1,194 @@
+"""GEM's two-stage pipeline in one call, each stage resumable (DESIGN.md stages 2-7).
+
+    <workdir>/warmup/   stage 1: the β-VAE branch with A = I (checkpoints, samples, metrics)
+    <workdir>/scores/   stage 2: MLLM (or oracle SIMULATION) scores of the first N images,
+                        through the append-only answer cache
+    <workdir>/graph/    stage 3: alignment.json, somers_d.npy, a0.npy and their heatmaps
+    <workdir>/gem/      stage 4: full GEM from the warm-up weights and A_0 (checkpoints, ...)
+    <workdir>/figures/  traversals labelled with the aligned attributes, A_0 vs learned A
+
+A restart skips what is done: a finished warm-up is not retrained, cached answers are not
+asked again, a saved alignment is reused, and GEM resumes from its last checkpoint. When the
+scorer is remote (openai, gemini) scoring runs in a thread alongside the warm-up.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from gem_jax import checkpoints
+from gem_jax.alignment import Alignment, align_latents, initial_graph
+from gem_jax.data import load_examples
+from gem_jax.relations import somers_d
+from gem_jax.train import train_and_evaluate
+from gem_jax.train_state import make_graph_state
+from gem_jax.trained_model import TrainedModel, load
+
+REMOTE_BACKENDS = ("openai", "gemini")
+
+
+def warmup_config(config):
+  """The β-VAE branch alone (A = I, no discriminator) for config.gem.warmup_steps."""
+  c = config.copy_and_resolve_references()
+  c.model.name, c.model.graph_learner, c.model.adversarial = "warmup", False, False
+  c.model.lambda_dis = 1.0
+  c.train.num_steps = config.gem.warmup_steps
+  return c
+
+
+def attribute_names(config) -> list[str]:
+  names = [a.strip() for a in config.gem.attributes.split(",") if a.strip()]
+  if len(names) > config.model.latent_dim:
+    raise ValueError(f"{len(names)} attributes but latent_dim={config.model.latent_dim}: "
+                     "each attribute needs its own latent")
+  return names
+
+
+def _finished(workdir: Path, num_steps: int) -> bool:
+  try:
+    step, _ = checkpoints.read_meta(workdir)
+  except checkpoints.CheckpointError:
+    return False
+  return step >= num_steps
+
+
+def run_warmup(config, workdir: Path) -> None:
+  wc = warmup_config(config)
+  if _finished(workdir, wc.train.num_steps):
+    logging.info("warm-up done (%s), skipping", workdir)
+    return
+  train_and_evaluate(wc, workdir, resume=True)
+
+
+def dataset_labels(config, examples: dict) -> tuple[np.ndarray | None, list[str] | None]:
+  """(labels [N, k], names) the oracle may read: synthetic_faces' levels 0..5, CelebA's six
+  GEM attributes (0/1, Beard = not No_Beard); (None, None) for unlabelled folders."""
+  if config.data.name == "synthetic_faces":
+    from gem_jax.data.synthetic_faces import ATTRIBUTES
+    return np.asarray(examples["attributes"]), list(ATTRIBUTES)
+  if config.data.name == "celeba" and "gem_labels" in examples:
+    from gem_jax.data.celeba import GEM_ATTRIBUTES
+    return np.where(np.asarray(examples["gem_labels"]) > 0, 1, -1), list(GEM_ATTRIBUTES)
+  return None, None
+
+
+def run_scoring(config, workdir: Path, examples: dict) -> np.ndarray:
+  """Scores int32 [N, n] of the first N training images; cached per answer."""
+  from gem_jax import scoring
+  names = attribute_names(config)
+  sc = config.gem.scorer
+  labels, label_names = dataset_labels(config, examples)
+  if sc.backend == "oracle":
+    scoring.validate_attributes(names, label_names)
+  scorer = scoring.build_scorer(sc.backend, model=sc.model, base_url=sc.base_url,
+                                images=examples["image"], labels=labels,
+                                label_names=label_names, accuracy=sc.accuracy,
+                                seed=config.seed, concurrency=sc.concurrency,
+                                replay_path=sc.replay_path)
+  workdir.mkdir(parents=True, exist_ok=True)
+  scores = scoring.score_dataset(examples["image"], names, scorer,
+                                 str(workdir / "score_cache.jsonl"))
+  np.save(workdir / "scores.npy", scores)
+  (workdir / "scores.json").write_text(json.dumps(
+      {"attributes": names, "scorer": scorer.describe(),
+       "is_simulation": bool(scorer.is_simulation)}, indent=2))
+  return scores
+
+
+def run_alignment(config, workdir: Path, warmup_dir: Path, images: np.ndarray,
+                  scores: np.ndarray) -> tuple[Alignment, np.ndarray, np.ndarray]:
+  """(alignment, S [n, n], A_0 [d, d]); reuses a saved alignment."""
+  names = attribute_names(config)
+  if (workdir / "alignment.json").exists():
+    alignment = Alignment.from_json((workdir / "alignment.json").read_text())
+    return alignment, np.load(workdir / "somers_d.npy"), np.load(workdir / "a0.npy")
+  mu, _ = load(str(warmup_dir)).encode(images)
+  alignment = align_latents(mu, scores, names)
+  s = np.asarray(somers_d(scores))
+  a0 = initial_graph(s, alignment, config.model.latent_dim)
+  workdir.mkdir(parents=True, exist_ok=True)
+  np.save(workdir / "somers_d.npy", s)
+  np.save(workdir / "a0.npy", a0)
+  (workdir / "alignment.json").write_text(json.dumps(alignment.to_json(), indent=2))
+  return alignment, s, a0
+
+
+def edge_mask(alignment: Alignment, latent_dim: int) -> np.ndarray:
+  """float32 [d, d]: 1 between two aligned latents, 0 on the diagonal and for free latents."""
+  aligned = np.zeros(latent_dim, bool)
+  aligned[list(alignment.latent_of_attribute)] = True
+  mask = np.outer(aligned, aligned) & ~np.eye(latent_dim, dtype=bool)
+  return mask.astype(np.float32)
+
+
+def run_gem(config, workdir: str | Path):
+  """All four stages; returns the trained GEM as a TrainedModel."""
+  root = Path(workdir)
+  examples = load_examples(config.data, config.data.split, config.gem.num_scored_images)
+  scores_dir = root / "scores"
+  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    scoring = None
+    if (scores_dir / "scores.npy").exists():
+      scores = np.load(scores_dir / "scores.npy")
+    elif config.gem.scorer.backend in REMOTE_BACKENDS:
+      scoring = pool.submit(run_scoring, config, scores_dir, examples)
+    run_warmup(config, root / "warmup")
+    if scoring is not None:
+      scores = scoring.result()
+    elif not (scores_dir / "scores.npy").exists():
+      scores = run_scoring(config, scores_dir, examples)
+  alignment, s, a0 = run_alignment(config, root / "graph", root / "warmup",
+                                   examples["image"], scores)
+  warm = checkpoints.restore_raw(root / "warmup")[0]
+  graph = make_graph_state(a0, edge_mask(alignment, config.model.latent_dim))
+  extra = {"alignment": alignment.to_json(), "somers_d": np.asarray(s).tolist(),
+           "scorer": json.loads((scores_dir / "scores.json").read_text())}
+  if not _finished(root / "gem", config.train.num_steps):
+    train_and_evaluate(config, root / "gem", resume=True, graph=graph,
+                       vae_params=warm["params"]["vae"], extra_meta=extra)
+  model = load(str(root / "gem"))
+  write_figures(config, model, root / "figures", examples["image"][0])
+  return model
+
+
+def write_figures(config, model: TrainedModel, out: Path, image: np.ndarray) -> None:
+  """Traversals labelled by attribute; A_0 next to the learned A (and the truth)."""
+  from gem_jax.plots import save_traversal_figure
+  from gem_jax.relation_plots import Panel, save_relation_panels
+  values = np.linspace(-2.5, 2.5, 9)
+  save_traversal_figure(out / "traversals.png", model.traverse_all(image, values), values,
+                        model.latent_labels(), title=f"{config.model.name} @ {model.step}")
+  labels = model.latent_labels()
+  a0 = np.asarray(model.graph_state["a0"])
+  panels = [Panel(a0, "A_0 (from Somers' D)"), Panel(np.asarray(model.adjacency), "learned A")]
+  truth = latent_order_truth(config, model)
+  if truth is not None:
+    panels.append(Panel(truth, "true graph (latent order)"))
+  save_relation_panels(out / "graphs.png", panels, labels, title="DisGraph, row -> column",
+                       subtitle=_simulation_note(model))
+
+
+def latent_order_truth(config, model: TrainedModel) -> np.ndarray | None:
+  """TRUE_GRAPH permuted into latent order with the alignment's signs (synthetic_faces)."""
+  if config.data.name != "synthetic_faces" or model.alignment is None:
+    return None
+  from gem_jax.data.synthetic_faces import ATTRIBUTES, TRUE_GRAPH
+  al = model.alignment
+  d = model.latent_dim
+  out = np.eye(d, dtype=np.float32)
+  index = {name: ATTRIBUTES.index(name) for name in al.attribute_names}
+  for a, name_a in enumerate(al.attribute_names):
+    for b, name_b in enumerate(al.attribute_names):
+      if a != b:
+        k, l = al.latent_of_attribute[a], al.latent_of_attribute[b]
+        out[k, l] = al.signs[a] * al.signs[b] * TRUE_GRAPH[index[name_a], index[name_b]]
+  return out
+
+
+def _simulation_note(model: TrainedModel) -> str:
+  scorer = (model.meta or {}).get("scorer", {})
+  return "scores: SIMULATED (oracle)" if scorer.get("is_simulation") else ""

@@ -1,0 +1,88 @@
+"""The joint discriminator D(x, z) and the adversarial losses (Eq. 5-6, DESIGN.md stage 3)."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gem_jax.adversarial import discriminator_loss, gem_generator_objective, generator_loss
+from gem_jax.discriminator import JointDiscriminator
+
+
+def _model_and_params(image_size=32, latent_dim=3, **kw):
+  model = JointDiscriminator(latent_dim=latent_dim, width=4, hidden=8, **kw)
+  x = jnp.zeros((2, image_size, image_size, 3))
+  z = jnp.zeros((2, latent_dim))
+  return model, model.init(jax.random.PRNGKey(0), x, z)
+
+
+def test_logits_shape_and_jit():
+  model, params = _model_and_params()
+  x = jax.random.uniform(jax.random.PRNGKey(1), (5, 32, 32, 3))
+  z = jax.random.normal(jax.random.PRNGKey(2), (5, 3))
+  logits = jax.jit(model.apply)(params, x, z)
+  assert logits.shape == (5,)
+  assert np.all(np.isfinite(logits))
+  np.testing.assert_allclose(logits, model.apply(params, x, z), atol=1e-5)
+
+
+def test_logits_depend_on_z_and_on_x():
+  model, params = _model_and_params()
+  x = jax.random.uniform(jax.random.PRNGKey(1), (2, 32, 32, 3))
+  z1 = jax.random.normal(jax.random.PRNGKey(2), (2, 3))
+  z2 = jax.random.normal(jax.random.PRNGKey(3), (2, 3))
+  assert np.all(np.abs(model.apply(params, x, z1) - model.apply(params, x, z2)) > 1e-6)
+  assert np.all(np.abs(model.apply(params, x, z1) - model.apply(params, 1.0 - x, z1)) > 1e-6)
+
+
+def test_downsamples_follow_image_size():
+  _, params = _model_and_params(image_size=16)
+  assert sum(name.startswith("Conv") for name in params["params"]) == 2
+  _, params = _model_and_params(image_size=64)
+  assert sum(name.startswith("Conv") for name in params["params"]) == 4
+
+
+def test_dropout_needs_rng_only_when_on():
+  model, params = _model_and_params(dropout_rate=0.5)
+  x = jnp.ones((2, 32, 32, 3)) * 0.5
+  z = jnp.ones((2, 3))
+  det = model.apply(params, x, z)
+  noisy = model.apply(params, x, z, deterministic=False,
+                      rngs={"dropout": jax.random.PRNGKey(4)})
+  assert det.shape == noisy.shape == (2,)
+  assert not np.allclose(det, noisy)
+
+
+def test_bad_latent_shape_is_rejected():
+  model, params = _model_and_params()
+  with pytest.raises(AssertionError):
+    model.apply(params, jnp.zeros((2, 32, 32, 3)), jnp.zeros((2, 4)))
+
+
+def test_adversarial_losses_hand_values():
+  zero = jnp.zeros(4)
+  assert float(discriminator_loss(zero, zero)) == pytest.approx(2 * math.log(2), rel=1e-6)
+  assert float(generator_loss(zero, zero)) == pytest.approx(2 * math.log(2), rel=1e-6)
+  real, fake = jnp.array([2.0, 0.0]), jnp.array([-1.0, 3.0])
+  sp = lambda v: math.log1p(math.exp(v))
+  expected_d = (sp(-2.0) + sp(0.0)) / 2 + (sp(-1.0) + sp(3.0)) / 2
+  expected_g = (sp(2.0) + sp(0.0)) / 2 + (sp(1.0) + sp(-3.0)) / 2
+  assert float(discriminator_loss(real, fake)) == pytest.approx(expected_d, rel=1e-6)
+  assert float(generator_loss(real, fake)) == pytest.approx(expected_g, rel=1e-6)
+
+
+def test_adversarial_losses_move_in_opposite_directions():
+  base_r, base_f = jnp.zeros(3), jnp.zeros(3)
+  better_d = (base_r + 1.0, base_f - 1.0)  # D more confident: real up, fake down
+  assert discriminator_loss(*better_d) < discriminator_loss(base_r, base_f)
+  assert generator_loss(*better_d) > generator_loss(base_r, base_f)
+  g_r, g_f = jax.grad(discriminator_loss, argnums=(0, 1))(base_r, base_f)
+  assert np.all(g_r < 0) and np.all(g_f > 0)
+  g_r, g_f = jax.grad(generator_loss, argnums=(0, 1))(base_r, base_f)
+  assert np.all(g_r > 0) and np.all(g_f < 0)
+
+
+def test_generator_objective_weights():
+  assert float(gem_generator_objective(2.0, 1.0)) == pytest.approx(0.6 * 2.0 + 0.8 * 1.0)
+  assert float(gem_generator_objective(2.0, 1.0, lambda_dis=1.0, lambda_adv=0.0)) == 2.0

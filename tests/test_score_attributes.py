@@ -1,0 +1,328 @@
+"""Tests of `python -m experiments.score_attributes` and `gem_jax.scoring` (synthetic_faces/tiny)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import score_attributes
+from gem_jax import scoring
+from gem_jax.scorers import encode_png
+from gem_jax.scorers.oracle import OracleScorer
+
+try:
+  from fake_servers import OpenAIFakeServer, default_scores
+except ImportError:  # tests/ imported as a package
+  from tests.fake_servers import OpenAIFakeServer, default_scores
+
+N = 64
+ATTRS = ["bangs", "bald", "gender", "beard", "blond", "makeup"]
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KEY = "sk-test-SCORE-ATTRIBUTES-0123456789"
+
+
+def _argv(tfds_dir, out, *extra):
+  return [
+      "score_attributes",
+      "--dataset=synthetic_faces",
+      "--data_config=tiny",
+      f"--data_dir={tfds_dir}",
+      f"--out={out}",
+      "--noprogress",
+      *extra,
+  ]
+
+
+def _oracle_argv(tfds_dir, out, *extra):
+  return _argv(tfds_dir, out, "--backend=oracle", f"--num_images={N}", *extra)
+
+
+def _count_lines(path):
+  with open(path) as f:
+    return sum(1 for line in f if line.strip())
+
+
+@pytest.fixture(scope="module")
+def oracle_run(tfds_dir, tmp_path_factory):
+  out = str(tmp_path_factory.mktemp("oracle_run"))
+  lines = []
+  result = score_attributes.run_cli(
+      _oracle_argv(tfds_dir, out, "--bootstrap=20"), print_fn=lines.append
+  )
+  return out, result, lines
+
+
+def test_oracle_run_writes_everything(oracle_run):
+  out, result, lines = oracle_run
+  for name in [
+      "scores.npy",
+      "scores.json",
+      "somers_d.npy",
+      "somers_d.json",
+      "somers_d.png",
+      "scorer_accuracy.json",
+      "somers_d_vs_truth.png",
+      "score_cache.jsonl",
+  ]:
+    assert os.path.exists(os.path.join(out, name)), name
+
+  scores = np.load(os.path.join(out, "scores.npy"))
+  assert scores.dtype == np.int32 and scores.shape == (N, 6)
+  assert scores.min() >= 0 and scores.max() <= 5
+  meta = json.load(open(os.path.join(out, "scores.json")))
+  assert meta["attributes"] == ATTRS
+  assert meta["backend"] == "oracle" and meta["model"] == "oracle-acc0.884"
+  assert meta["is_simulation"] is True
+  assert meta["prompt_version"].startswith("oracle-")
+  assert meta["cache"]["newly_scored"] == N and meta["cache"]["hits"] == 0
+  assert _count_lines(os.path.join(out, "score_cache.jsonl")) == N
+
+  s = np.load(os.path.join(out, "somers_d.npy"))
+  assert s.dtype == np.float32 and s.shape == (6, 6)
+  np.testing.assert_allclose(np.diag(s), 1.0)
+  from gem_jax.relations import somers_d
+
+  np.testing.assert_allclose(s, np.asarray(somers_d(scores)), atol=1e-6)
+  sd = json.load(open(os.path.join(out, "somers_d.json")))
+  assert sd["attributes"] == ATTRS and "impact of attributes[i] (row)" in sd["definition"]
+  np.testing.assert_allclose(np.asarray(sd["somers_d"]), s, atol=1e-4)
+  lo, hi = np.asarray(sd["bootstrap"]["lower"]), np.asarray(sd["bootstrap"]["upper"])
+  assert lo.shape == hi.shape == (6, 6) and sd["bootstrap"]["num_resamples"] == 20
+  assert np.all(lo <= s + 1e-4) and np.all(s <= hi + 1e-4)
+
+  acc = json.load(open(os.path.join(out, "scorer_accuracy.json")))
+  assert set(acc["per_attribute"]) == set(ATTRS)
+  for v in acc["per_attribute"].values():
+    assert 0.5 <= v["exact"] <= v["within_1"] <= 1.0
+    assert np.asarray(v["confusion_label_by_score"]).sum() == N
+  assert 0.75 < acc["mean_exact"] < 0.98  # the oracle's stated accuracy is 0.884
+  assert 0.0 <= acc["all_zero_rate"] <= 1.0 and acc["all_zero_rate_labels"] is not None
+  assert np.asarray(acc["somers_d_labels"]).shape == (6, 6)
+  truth = acc["truth"]["from_scores"]
+  assert truth["num_true_edges"] == 5 and len(truth["edges"]) == 5
+  assert 0.0 <= truth["sign_agreement"] <= 1.0
+  for k in ("auroc_undirected", "auroc_directed", "auroc_undirected_strong"):
+    assert 0.0 <= truth[k] <= 1.0
+  assert len(truth["independent_pairs"]) == 4
+  assert acc["truth"]["from_labels"]["sign_agreement"] == 1.0  # the labels know the truth
+  assert acc["truth"]["population"]["scores_vs_population"]["max_abs_diff"] >= 0.0
+
+  from PIL import Image
+
+  for png in ("somers_d.png", "somers_d_vs_truth.png"):
+    with Image.open(os.path.join(out, png)) as im:
+      assert im.format == "PNG" and im.size[0] > 400 and im.size[1] > 300
+  text = "\n".join(lines)
+  assert "SIMULATED" in text and "impact of row i on column j" in text
+
+
+def test_rerun_makes_zero_oracle_calls(oracle_run, tfds_dir, monkeypatch):
+  out, first, _ = oracle_run
+  cache = os.path.join(out, "score_cache.jsonl")
+  before = _count_lines(cache)
+  calls = []
+  original = OracleScorer._score
+
+  def counting(self, images, attributes, on_result):
+    calls.append(len(images))
+    return original(self, images, attributes, on_result)
+
+  monkeypatch.setattr(OracleScorer, "_score", counting)
+  again = score_attributes.run_cli(_oracle_argv(tfds_dir, out), print_fn=lambda *_: None)
+  assert calls == []  # every answer came from the cache
+  assert _count_lines(cache) == before
+  np.testing.assert_array_equal(again["scores"], first["scores"])
+  meta = json.load(open(os.path.join(out, "scores.json")))
+  assert meta["cache"] == {"path": os.path.abspath(cache), "hits": N, "newly_scored": 0}
+
+
+def test_unknown_attribute_is_one_clear_error(tfds_dir, tmp_path):
+  out = tmp_path / "bad"
+  with pytest.raises(scoring.ScoringError) as e:
+    score_attributes.run_cli(_oracle_argv(tfds_dir, out, "--attributes=bangs,hat,Smiling"))
+  msg = str(e.value)
+  assert "'hat'" in msg and "'Smiling'" in msg
+  assert "Valid names: bangs, bald, gender, beard, blond, makeup" in msg
+  assert not out.exists()
+
+
+def test_cli_subprocess_hyphenated_flags_and_clean_error(tfds_dir, tmp_path):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  proc = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "experiments.score_attributes",
+          "--backend",
+          "oracle",
+          "--data-config",
+          "tiny",
+          f"--data-dir={tfds_dir}",
+          "--num-images",
+          "8",
+          "--attributes",
+          "bangs,hat",
+          "--out",
+          str(tmp_path / "x"),
+      ],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert "error: unknown attribute 'hat' for synthetic_faces" in proc.stderr
+  assert "Valid names: bangs, bald, gender, beard, blond, makeup" in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+def test_normalize_argv_accepts_hyphens():
+  from absl import flags
+
+  fv = flags.FlagValues()
+  score_attributes.define_flags(fv)
+  argv = score_attributes.normalize_argv(
+      [
+          "prog",
+          "--num-images=3",
+          "--data-config",
+          "tiny",
+          "--no-dry-run",
+          "--dry-run",
+          "--base-url=http://x/v1",
+          "--unknown-flag",
+      ],
+      fv,
+  )
+  assert argv == [
+      "prog",
+      "--num_images=3",
+      "--data_config",
+      "tiny",
+      "--nodry_run",
+      "--dry_run",
+      "--base_url=http://x/v1",
+      "--unknown-flag",
+  ]
+
+
+def test_dry_run_sends_nothing(tfds_dir, tmp_path, monkeypatch):
+  monkeypatch.setenv("OPENAI_API_KEY", KEY)
+  monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+  # the oracle: nothing scored, nothing written
+  lines = []
+  out = tmp_path / "oracle_dry"
+  res = score_attributes.run_cli(_oracle_argv(tfds_dir, out, "--dry_run"), print_fn=lines.append)
+  assert res["dry_run"] and res["num_requests"] == 0 and not out.exists()
+  assert "0 network requests" in "\n".join(lines)
+  # an API backend pointed at a live server: no request reaches it
+  lines = []
+  out = tmp_path / "openai_dry"
+  with OpenAIFakeServer(api_key=KEY) as srv:
+    res = score_attributes.run_cli(
+        _argv(
+            tfds_dir,
+            out,
+            "--backend=openai",
+            f"--base_url={srv.base_url}",
+            "--num_images=8",
+            "--dry_run",
+        ),
+        print_fn=lines.append,
+    )
+    assert srv.num_requests == 0
+  assert res["num_requests"] == 8 and res["cached"] == 0 and res["prompt_tokens"] > 0
+  assert res["cost_usd"] is None  # a custom server has no list price
+  assert not out.exists()
+  text = "\n".join(lines)
+  assert "8 requests" in text and "nothing was sent" in text and KEY not in text
+  # the real endpoint: a list-price estimate, no key needed, no network
+  monkeypatch.delenv("OPENAI_API_KEY")
+  res = score_attributes.run_cli(
+      _argv(
+          tfds_dir,
+          tmp_path / "gpt",
+          "--backend=openai",
+          "--model=gpt-4o",
+          "--num_images=8",
+          "--dry_run",
+      ),
+      print_fn=lambda *_: None,
+  )
+  assert res["num_requests"] == 8 and res["cost_usd"] > 0
+
+
+def test_openai_backend_against_fake_server(tfds_dir, tmp_path, monkeypatch):
+  monkeypatch.setenv("OPENAI_API_KEY", KEY)
+  monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+  out = tmp_path / "openai"
+  lines = []
+  with OpenAIFakeServer(api_key=KEY) as srv:
+    argv = _argv(
+        tfds_dir,
+        out,
+        "--backend=openai",
+        f"--base_url={srv.base_url}",
+        "--model=fake-vlm",
+        "--num_images=8",
+        "--requests_per_minute=0",
+        "--concurrency=4",
+    )
+    res = score_attributes.run_cli(argv, print_fn=lines.append)
+    assert srv.num_requests == 8 and not srv.handler_errors
+    assert all(r.body["model"] == "fake-vlm" for r in srv.requests)
+    # a rerun is served by the cache: no new request
+    score_attributes.run_cli(argv, print_fn=lines.append)
+    assert srv.num_requests == 8
+
+  import ml_collections
+
+  from gem_jax.data import load_examples
+
+  images = load_examples(
+      ml_collections.ConfigDict(
+          {"name": "synthetic_faces", "config": "tiny", "data_dir": tfds_dir, "split": "train"}
+      ),
+      "train",
+      8,
+  )["image"]
+  want = np.array([[default_scores(encode_png(im), ATTRS)[a] for a in ATTRS] for im in images])
+  np.testing.assert_array_equal(np.load(out / "scores.npy"), want)
+  np.testing.assert_array_equal(res["scores"], want)
+  meta = json.load(open(out / "scores.json"))
+  assert meta["backend"] == "openai" and meta["model"] == "fake-vlm"
+  assert meta["is_simulation"] is False and meta["prompt_version"] == "fig3-v1"
+  assert meta["cache"]["hits"] == 8 and meta["cache"]["newly_scored"] == 0
+  assert (out / "scorer_accuracy.json").exists()  # synthetic_faces has labels
+  # the key is never written or printed
+  for name in os.listdir(out):
+    if name.endswith((".json", ".jsonl")):
+      assert KEY not in (out / name).read_text(), name
+  assert KEY not in "\n".join(lines)
+  assert "SIMULATED" not in "\n".join(lines)
+
+
+def test_relation_report_against_truth_on_labels():
+  """Scores equal to the SCM's own attributes recover TRUE_GRAPH's signs and rank its edges
+  above the independent pairs; a random order of the attribute columns changes nothing."""
+  from gem_jax.data import synthetic_faces as sf
+
+  attrs, _ = sf.sample_factors(7, 3000)
+  truth = scoring.synthetic_faces_truth(population_size=20_000)
+  rep = scoring.relation_report(attrs, list(sf.ATTRIBUTES), labels=attrs, truth=truth)
+  g = rep["truth"]["from_scores"]
+  assert g["sign_agreement"] == 1.0 and g["auroc_undirected"] == 1.0
+  assert rep["labels"]["scorer_accuracy"]["mean_exact"] == 1.0
+  assert rep["labels"]["scores_vs_labels"]["max_abs_diff"] == 0.0
+  assert rep["truth"]["population"]["scores_vs_population"]["max_abs_diff"] < 0.08
+  order = [4, 0, 5, 2, 1, 3]
+  names = [sf.ATTRIBUTES[i] for i in order]
+  rep2 = scoring.relation_report(attrs[:, order], names, truth=truth)
+  s1 = np.asarray(rep["somers_d"])[np.ix_(order, order)]
+  np.testing.assert_allclose(np.asarray(rep2["somers_d"]), s1, atol=1e-6)
+  assert rep2["truth"]["from_scores"]["auroc_directed"] == g["auroc_directed"]
+  assert scoring.auroc([0.9, 0.5], [0.1, 0.5]) == pytest.approx(0.875)
