@@ -9,6 +9,7 @@ after a compile warm-up; peak memory is the process's peak resident set (CPU) an
 accelerator, the device's peak bytes in use.
 """
 import json
+import os
 import resource
 import time
 
@@ -17,7 +18,8 @@ from absl import app, flags
 from experiments import cli
 
 cli.quiet_tensorflow()
-_MODEL = flags.DEFINE_enum("model", "beta_vae", ["beta_vae", "somers_d"], "What to time.")
+_MODEL = flags.DEFINE_enum("model", "beta_vae", ["beta_vae", "gem", "gem_single", "somers_d"],
+                           "What to time: a model's train step, or Somers' D.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps.")
 _UPSAMPLE = flags.DEFINE_string("upsample", None, "Decoder upsampling form override.")
@@ -34,15 +36,15 @@ def _peak_memory() -> dict:
 
 
 def benchmark_train_step(config, batch_size: int, steps: int) -> dict:
-  """Mean step time over `steps` steps after one compile/warm-up step."""
+  """Median step time over `steps` steps after one compile/warm-up step."""
   import jax
   import numpy as np
-  from flax.jax_utils import replicate
   from gem_jax.train_state import create_train_state
-  from gem_jax.train_step import make_pmapped_step
+  from gem_jax.train_step import make_pmapped_step, replicate
   devices = jax.local_devices()[:config.train.num_devices or None]
   state = create_train_state(config)
   params = sum(x.size for x in jax.tree.leaves(state.params))
+  disc_params = sum(x.size for x in jax.tree.leaves(state.disc_params))
   step_fn = make_pmapped_step(config, devices)
   size = config.model.image_size
   images = np.random.default_rng(0).integers(0, 256, (len(devices), batch_size // len(devices),
@@ -53,16 +55,20 @@ def benchmark_train_step(config, batch_size: int, steps: int) -> dict:
   rstate, metrics = step_fn(rstate, batch)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - t
-  t = time.perf_counter()
+  times = []
   for _ in range(steps):
+    t = time.perf_counter()
     rstate, metrics = step_fn(rstate, batch)
-  jax.block_until_ready(metrics)
-  step_s = (time.perf_counter() - t) / steps
-  return {"model": "beta_vae", "upsample": config.model.upsample, "batch_size": batch_size,
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - t)
+  step_s = float(np.median(times))
+  return {"model": config.model.name, "upsample": config.model.upsample, "batch_size": batch_size,
           "devices": len(devices), "platform": devices[0].platform,
           "device_kind": devices[0].device_kind, "images_per_s": batch_size / step_s,
           "step_time_ms": step_s * 1e3, "compile_s": compile_s, "param_count": int(params),
-          "timed_steps": steps, **_peak_memory()}
+          "disc_param_count": int(disc_params),
+          "timed_steps": steps, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          **_peak_memory()}
 
 
 def main(argv):
@@ -72,7 +78,7 @@ def main(argv):
     print(json.dumps(benchmark_somers_d()))
     return
   from experiments.configs import synthetic_gem
-  config = synthetic_gem.get_config()
+  config = synthetic_gem.get_config(_MODEL.value)
   config.train.num_devices = _DEVICES.value
   if _UPSAMPLE.value:
     config.model.upsample = _UPSAMPLE.value

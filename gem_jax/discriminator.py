@@ -17,6 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gem_jax.vae import DownConv
+
 __all__ = ["JointDiscriminator"]
 
 
@@ -62,7 +64,7 @@ class JointDiscriminator(nn.Module):
 
     hx = 2.0 * x - 1.0  # [0, 1] -> [-1, 1]
     for _ in range(n):
-      hx = _leaky_relu(nn.Conv(self.width, (4, 4), strides=(2, 2), padding="SAME")(hx))
+      hx = _leaky_relu(DownConv(self.width)(hx))
     hx = hx.reshape(hx.shape[0], -1)
     hx = self._dropout(_leaky_relu(nn.Dense(self.hidden, name="x_dense")(hx)), deterministic)
 

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import jax
-from flax.jax_utils import replicate
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -16,7 +15,7 @@ from gem_jax.data import load_examples, make_train_iterator
 from gem_jax.metric_writer import MetricWriter
 from gem_jax.plots import image_grid, save_image
 from gem_jax.train_state import TrainState, create_train_state
-from gem_jax.train_step import make_pmapped_step
+from gem_jax.train_step import make_pmapped_step, replicate, unreplicate
 from gem_jax.trained_model import MODEL_KIND, TrainedModel
 
 
@@ -35,10 +34,6 @@ def _devices(train_config) -> list[jax.Device]:
     raise ValueError(f"config.train.num_devices={wanted} but only {len(devices)} local "
                      "devices exist")
   return devices[:wanted]
-
-
-def _unreplicate(tree):
-  return jax.tree.map(lambda x: x[0], tree)
 
 
 def checkpoint_meta(config, extra: dict | None = None) -> dict:
@@ -115,23 +110,23 @@ def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
       if step % config.train.log_every == 0 or step == config.train.num_steps:
         _check_finite(pending, step, manager)
         elapsed = time.perf_counter() - t0
-        scalars = dict(_unreplicate(jax.device_get(metrics)))
+        scalars = dict(unreplicate(jax.device_get(metrics)))
         scalars["images_per_s"] = (step - last_log_step) * config.train.batch_size / elapsed
         writer.write_scalars(step, scalars)
         t0, last_log_step = time.perf_counter(), step
       if step % config.train.sample_every == 0 or step == config.train.num_steps:
-        trained = TrainedModel.from_state(config, _unreplicate(rstate))
+        trained = TrainedModel.from_state(config, unreplicate(rstate))
         grid = _write_samples(workdir / "samples" / f"step_{step:07d}.png", trained, fixed,
                               config.seed)
         writer.write_image(step, "samples", grid)
       if step % config.train.checkpoint_every == 0 or step == config.train.num_steps:
         _check_finite(pending, step, manager)
-        checkpoints.save(manager, step, _unreplicate(rstate), meta,
+        checkpoints.save(manager, step, unreplicate(rstate), meta,
                          force=step == config.train.num_steps)
   finally:
     manager.wait_until_finished()
     writer.close()
-  return _unreplicate(rstate)
+  return unreplicate(rstate)
 
 
 def _check_finite(metrics, step: int, manager) -> None:

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from gem_jax import adversarial, losses
@@ -51,6 +52,20 @@ class StepConfig:
                adversarial=mc.adversarial, lambda_dis=mc.lambda_dis, lambda_adv=mc.lambda_adv,
                lambda_anchor=mc.lambda_anchor if mc.graph_learner else 0.0,
                anchor_tau=mc.anchor_tau)
+
+
+def replicate(tree, devices: Sequence[jax.Device]):
+  """Stacks one copy of `tree` per device, laid out exactly as the pmapped step returns its
+  outputs (mesh axis AXIS), so the step compiles once rather than again on its second call."""
+  mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+  stack = lambda x: np.stack([np.asarray(x)] * len(devices))
+  return jax.device_put(jax.tree.map(stack, tree), sharding)
+
+
+def unreplicate(tree):
+  """The first device's copy of a replicated tree."""
+  return jax.tree.map(lambda x: x[0], tree)
 
 
 def images_to_float(images: jax.Array) -> jax.Array:

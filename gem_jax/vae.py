@@ -6,9 +6,10 @@ z_rel = A^T z (see `relate`), so the DisGraph slots in without reshaping the cod
 With A = I (the β-VAE branch alone) z_rel = z.
 
 Sizes follow Burgess et al. (2018): four 4x4 stride-2 convolutions of `width` channels,
-two dense layers of `hidden` units. The decoder's upsampling form is configurable because
-XLA:CPU is slow on transposed-convolution gradients (see DESIGN.md and
-`python -m experiments.benchmark --model beta_vae`).
+two dense layers of `hidden` units, mirrored in the decoder. Layer forms were chosen by
+measurement on XLA:CPU (docs/decisions.md): the encoder's strided convolutions are written as
+space-to-depth + 2x2 convolutions and the decoder upsamples by sub-pixel convolution, because
+XLA:CPU is slow on the gradients of strided and transposed convolutions.
 """
 from __future__ import annotations
 
@@ -29,6 +30,27 @@ def depth_to_space(x: jax.Array, block: int = 2) -> jax.Array:
   x = x.reshape(b, h, w, block, block, out_c)
   x = x.transpose(0, 1, 3, 2, 4, 5)
   return x.reshape(b, h * block, w * block, out_c)
+
+
+def space_to_depth(x: jax.Array, block: int = 2) -> jax.Array:
+  """[B, H, W, C] -> [B, H / block, W / block, C * block^2] (inverse of depth_to_space)."""
+  b, h, w, c = x.shape
+  x = x.reshape(b, h // block, block, w // block, block, c)
+  x = x.transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, h // block, w // block, block * block * c)
+
+
+class DownConv(nn.Module):
+  """A 4x4 stride-2 'SAME' convolution written as pad 1 + space-to-depth + 2x2 convolution:
+  the same function class ([B, H, W, C] -> [B, H/2, W/2, features]) without the
+  base-dilated input gradient that XLA:CPU runs slowly."""
+
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = space_to_depth(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))))
+    return nn.Conv(self.features, (2, 2), padding="VALID")(x)
 
 
 def relate(z: jax.Array, adjacency: jax.Array) -> jax.Array:
@@ -54,7 +76,7 @@ class Encoder(nn.Module):
     chex.assert_rank(x, 4)
     h = x
     for _ in range(self.num_downsamples):
-      h = nn.relu(nn.Conv(self.width, (4, 4), strides=(2, 2), padding="SAME")(h))
+      h = nn.relu(DownConv(self.width)(h))
     h = h.reshape(h.shape[0], -1)
     h = nn.relu(nn.Dense(self.hidden)(h))
     h = nn.relu(nn.Dense(self.hidden)(h))

@@ -4,11 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax.jax_utils import replicate
 
 from experiments.configs import synthetic_gem
 from gem_jax.train_state import create_train_state, make_graph_state
-from gem_jax.train_step import make_pmapped_step
+from gem_jax.train_step import make_pmapped_step, replicate, unreplicate
 
 A0 = np.array([[1.0, -0.5, 0.0, 0.0], [0.3, 1.0, 0.0, 0.0], [0.0, 0.4, 1.0, 0.0],
                [0.0, 0.0, 0.0, 1.0]], np.float32)
