@@ -19,12 +19,13 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-# Trains the β-VAE branch on the embedded synthetic_faces data (renders it on first use),
-# then writes a traversal grid from the final checkpoint.
+# GEM on the embedded synthetic_faces data (rendered offline on first use) with the oracle
+# scorer (a labelled SIMULATION): warm-up, scoring, alignment, GEM; a rerun resumes. Then a
+# traversal grid from the final checkpoint.
 demo: $(STAMP)
 	$(PY) -m experiments.synthetic_gem --config experiments/configs/synthetic_gem.py:demo \
-	    --workdir $(DEMO_DIR) $(if $(wildcard $(DEMO_DIR)/checkpoints),--resume,)
-	$(PY) -m experiments.sample --checkpoint $(DEMO_DIR) --out $(DEMO_DIR)/traversals.png
+	    --workdir $(DEMO_DIR)
+	$(PY) -m experiments.sample --checkpoint $(DEMO_DIR)/gem --out $(DEMO_DIR)/traversals.png
 
 test: $(STAMP)
 	$(PY) -m pytest -q

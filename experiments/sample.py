@@ -31,8 +31,8 @@ def main(argv):
   image = load_examples(model.config.data, model.config.data.eval_split,
                         _IMAGE_INDEX.value + 1)["image"][-1]
   values = np.linspace(-_RANGE.value, _RANGE.value, _STEPS.value)
-  labels = [f"z{k}" for k in range(model.latent_dim)]
-  save_traversal_figure(_OUT.value, model.traverse_all(image, values), values, labels,
+  save_traversal_figure(_OUT.value, model.traverse_all(image, values), values,
+                        model.latent_labels(),
                         title=f"{_CHECKPOINT.value} @ step {model.step}")
   print(f"wrote {_OUT.value}")
 

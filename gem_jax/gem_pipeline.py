@@ -37,6 +37,8 @@ def warmup_config(config):
   c.model.name, c.model.graph_learner, c.model.adversarial = "warmup", False, False
   c.model.lambda_dis = 1.0
   c.train.num_steps = config.gem.warmup_steps
+  c.train.batch_size = config.gem.warmup_batch_size
+  c.train.learning_rate = config.gem.warmup_learning_rate
   return c
 
 

@@ -80,7 +80,7 @@ class TrainedModel:
   def encode(self, images) -> tuple[np.ndarray, np.ndarray]:
     """images uint8 [B, H, W, 3] (or float in [0, 1]) -> (mu [B, d], logvar [B, d])."""
     mu, logvar = self._encode(self.params, self._as_float(images))
-    return np.asarray(mu), np.asarray(logvar)
+    return np.array(mu), np.array(logvar)
 
   def decode(self, z) -> np.ndarray:
     """z [B, d] (independent factors) -> images float32 [B, H, W, 3] in [0, 1].
@@ -109,6 +109,27 @@ class TrainedModel:
     z = np.repeat(mu, len(values), axis=0)
     z[:, latent] = np.asarray(values, np.float32)
     return self.decode(z)
+
+  def latent_of(self, attribute: str) -> tuple[int, float]:
+    """(latent index, sign) carrying `attribute`, from the saved alignment."""
+    if self.alignment is None:
+      raise ValueError("this model has no latent alignment (a β-VAE run); use traverse() "
+                       "with a latent index instead")
+    names = list(self.alignment.attribute_names)
+    if attribute not in names:
+      raise ValueError(f"unknown attribute {attribute!r}; this model's attributes: "
+                       f"{', '.join(names)}")
+    a = names.index(attribute)
+    return self.alignment.latent_of_attribute[a], float(self.alignment.signs[a])
+
+  def edit(self, images, attribute: str, delta: float) -> np.ndarray:
+    """Moves each image's code along `attribute`'s latent by `delta` (in latent units, the
+    sign following the alignment so that +delta means more of the attribute) and decodes
+    through the graph, so related attributes follow: [B, H, W, 3] in [0, 1]."""
+    k, sign = self.latent_of(attribute)
+    mu = self.encode(images)[0]
+    mu[:, k] += sign * float(delta)
+    return self.decode(mu)
 
   def traverse_all(self, image, values: Sequence[float]) -> np.ndarray:
     """Every latent in turn: [d, len(values), H, W, 3]."""

@@ -38,9 +38,9 @@ def test_logits_depend_on_z_and_on_x():
 
 def test_downsamples_follow_image_size():
   _, params = _model_and_params(image_size=16)
-  assert sum(name.startswith("Conv") for name in params["params"]) == 2
+  assert sum(name.startswith("DownConv") for name in params["params"]) == 2
   _, params = _model_and_params(image_size=64)
-  assert sum(name.startswith("Conv") for name in params["params"]) == 4
+  assert sum(name.startswith("DownConv") for name in params["params"]) == 4
 
 
 def test_dropout_needs_rng_only_when_on():

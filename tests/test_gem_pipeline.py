@@ -62,3 +62,17 @@ def test_traversal_propagates_through_the_graph(gem_run):
   from gem_jax.vae import relate
   z_rel = np.asarray(relate(z, model.adjacency))
   np.testing.assert_allclose(z_rel[1, l] - z_rel[0, l], a[k, l], atol=1e-6)
+
+
+def test_edit_moves_the_aligned_latent_through_the_graph(gem_run):
+  _, _, model = gem_run
+  images = np.zeros((2, 64, 64, 3), np.uint8)
+  name = model.alignment.attribute_names[1]
+  k, sign = model.latent_of(name)
+  edited = model.edit(images, name, 2.0)
+  mu = model.encode(images)[0]
+  mu[:, k] += sign * 2.0
+  np.testing.assert_allclose(edited, model.decode(mu), atol=1e-6)
+  assert edited.shape == (2, 64, 64, 3)
+  with pytest.raises(ValueError, match="unknown attribute 'wings'; this model's attributes"):
+    model.edit(images, "wings", 1.0)
