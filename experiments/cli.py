@@ -21,7 +21,9 @@ def config_path(name: str) -> str:
 
 
 def setup_logging() -> None:
+  """INFO for this project; tfds, orbax and TensorFlow (absl loggers) only warn."""
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 def run_experiment(config, workdir: str, resume: bool) -> None:
@@ -39,3 +41,22 @@ def run_experiment(config, workdir: str, resume: bool) -> None:
       run_gem(config, workdir)
   except (DataNotFoundError, CheckpointError, RunExistsError, NonFiniteLossError) as e:
     sys.exit(f"error: {e}")
+
+
+def define_experiment(config_name: str, default_workdir: str):
+  """Defines --config (with ':tokens'), --workdir and --resume; returns the absl main."""
+  from absl import flags
+  from ml_collections import config_flags
+  config = config_flags.DEFINE_config_file("config", config_path(config_name),
+                                           "Config file, optionally with ':tokens'.")
+  workdir = flags.DEFINE_string("workdir", default_workdir, "Run folder.")
+  resume = flags.DEFINE_bool("resume", False,
+                             "β-VAE only: continue from the last checkpoint in workdir "
+                             "(GEM runs always pick up where they stopped).")
+
+  def main(argv):
+    del argv
+    setup_logging()
+    run_experiment(config.value, workdir.value, resume.value)
+
+  return main

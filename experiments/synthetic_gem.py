@@ -9,24 +9,12 @@ GEM variants run the whole pipeline (warm-up, scoring, alignment, GEM) and alway
 a previous run in the same workdir stopped. The β-VAE branch alone (':beta_vae') trains once;
 pass --resume to continue it.
 """
-from absl import app, flags
-from ml_collections import config_flags
+from absl import app
 
 from experiments import cli
 
 cli.quiet_tensorflow()
-_CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("synthetic_gem"),
-                                          "Config file, optionally with ':tokens'.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/synthetic_gem", "Run folder.")
-_RESUME = flags.DEFINE_bool("resume", False,
-                            "β-VAE only: continue from the last checkpoint in workdir.")
-
-
-def main(argv):
-  del argv
-  cli.setup_logging()
-  cli.run_experiment(_CONFIG.value, _WORKDIR.value, _RESUME.value)
-
+main = cli.define_experiment("synthetic_gem", "runs/synthetic_gem")
 
 if __name__ == "__main__":
   app.run(main)

@@ -23,6 +23,7 @@ import numpy as np
 from gem_jax import checkpoints
 from gem_jax.alignment import Alignment, align_latents, initial_graph
 from gem_jax.data import load_examples
+from gem_jax.disgraph import edge_mask, node_mask_from_alignment
 from gem_jax.relations import somers_d
 from gem_jax.train import train_and_evaluate
 from gem_jax.train_state import make_graph_state
@@ -119,14 +120,6 @@ def run_alignment(config, workdir: Path, warmup_dir: Path, images: np.ndarray,
   return alignment, s, a0
 
 
-def edge_mask(alignment: Alignment, latent_dim: int) -> np.ndarray:
-  """float32 [d, d]: 1 between two aligned latents, 0 on the diagonal and for free latents."""
-  aligned = np.zeros(latent_dim, bool)
-  aligned[list(alignment.latent_of_attribute)] = True
-  mask = np.outer(aligned, aligned) & ~np.eye(latent_dim, dtype=bool)
-  return mask.astype(np.float32)
-
-
 def run_gem(config, workdir: str | Path):
   """All four stages; returns the trained GEM as a TrainedModel."""
   root = Path(workdir)
@@ -146,7 +139,8 @@ def run_gem(config, workdir: str | Path):
   alignment, s, a0 = run_alignment(config, root / "graph", root / "warmup",
                                    examples["image"], scores)
   warm = checkpoints.restore_raw(root / "warmup")[0]
-  graph = make_graph_state(a0, edge_mask(alignment, config.model.latent_dim))
+  mask = edge_mask(node_mask_from_alignment(alignment), config.model.latent_dim)
+  graph = make_graph_state(a0, np.asarray(mask, np.float32))
   extra = {"alignment": alignment.to_json(), "somers_d": np.asarray(s).tolist(),
            "scorer": json.loads((scores_dir / "scores.json").read_text())}
   if not _finished(root / "gem", config.train.num_steps):

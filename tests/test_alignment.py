@@ -14,186 +14,186 @@ NAMES = ("bangs", "bald", "gender", "beard")
 
 
 def constructed(seed=0, num_rows=1500, missing=0.0):
-    """scores [N, 4]; mu [N, 7]: z2 = -bangs, z0 = bald, z5 = gender, z3 = -beard (+ noise);
-    z1, z4, z6 free (independent noise)."""
-    rng = np.random.default_rng(seed)
-    base = rng.normal(size=(num_rows, 2))
-    raw = np.stack(
-        [base[:, 0], -0.6 * base[:, 0] + base[:, 1], base[:, 1], rng.normal(size=num_rows)],
-        axis=1,
-    )
-    scores = np.digitize(raw, [-1.5, -0.7, 0.0, 0.7, 1.5]).astype(np.int64)  # 0..5
-    noise = lambda: 0.3 * rng.normal(size=num_rows)  # noqa: E731
-    mu = rng.normal(size=(num_rows, 7))  # free latents: independent noise
-    mu[:, 2] = -scores[:, 0] + noise()
-    mu[:, 0] = scores[:, 1] + noise()
-    mu[:, 5] = scores[:, 2] + noise()
-    mu[:, 3] = -scores[:, 3] + noise()
-    if missing:
-        scores[rng.random(scores.shape) < missing] = -1
-    return mu, scores
+  """scores [N, 4]; mu [N, 7]: z2 = -bangs, z0 = bald, z5 = gender, z3 = -beard (+ noise);
+  z1, z4, z6 free (independent noise)."""
+  rng = np.random.default_rng(seed)
+  base = rng.normal(size=(num_rows, 2))
+  raw = np.stack(
+      [base[:, 0], -0.6 * base[:, 0] + base[:, 1], base[:, 1], rng.normal(size=num_rows)],
+      axis=1,
+  )
+  scores = np.digitize(raw, [-1.5, -0.7, 0.0, 0.7, 1.5]).astype(np.int64)  # 0..5
+  noise = lambda: 0.3 * rng.normal(size=num_rows)  # noqa: E731
+  mu = rng.normal(size=(num_rows, 7))  # free latents: independent noise
+  mu[:, 2] = -scores[:, 0] + noise()
+  mu[:, 0] = scores[:, 1] + noise()
+  mu[:, 5] = scores[:, 2] + noise()
+  mu[:, 3] = -scores[:, 3] + noise()
+  if missing:
+    scores[rng.random(scores.shape) < missing] = -1
+  return mu, scores
 
 
 def test_hungarian_matching_and_signs_as_constructed():
-    mu, scores = constructed()
-    alignment = align_latents(mu, scores, NAMES)
-    assert alignment.attribute_names == NAMES
-    assert alignment.latent_of_attribute == (2, 0, 5, 3)
-    assert alignment.signs == (-1.0, 1.0, 1.0, -1.0)
-    assert alignment.correlations.shape == (7, 4)
-    assert alignment.latent_dim == 7 and alignment.num_attributes == 4
-    assert alignment.free_latents == (1, 4, 6)
-    assert alignment.attribute_of_latent(2) == "bangs"
-    assert alignment.attribute_of_latent(0) == "bald"
-    assert alignment.attribute_of_latent(4) is None
-    assert alignment.latent_label(2) == "z2: bangs (-)"
-    assert alignment.latent_label(0) == "z0: bald (+)"
-    assert alignment.latent_label(6) == "z6: free"
-    assert len(alignment.latent_labels()) == 7
-    with pytest.raises(IndexError):
-        alignment.attribute_of_latent(7)
+  mu, scores = constructed()
+  alignment = align_latents(mu, scores, NAMES)
+  assert alignment.attribute_names == NAMES
+  assert alignment.latent_of_attribute == (2, 0, 5, 3)
+  assert alignment.signs == (-1.0, 1.0, 1.0, -1.0)
+  assert alignment.correlations.shape == (7, 4)
+  assert alignment.latent_dim == 7 and alignment.num_attributes == 4
+  assert alignment.free_latents == (1, 4, 6)
+  assert alignment.attribute_of_latent(2) == "bangs"
+  assert alignment.attribute_of_latent(0) == "bald"
+  assert alignment.attribute_of_latent(4) is None
+  assert alignment.latent_label(2) == "z2: bangs (-)"
+  assert alignment.latent_label(0) == "z0: bald (+)"
+  assert alignment.latent_label(6) == "z6: free"
+  assert len(alignment.latent_labels()) == 7
+  with pytest.raises(IndexError):
+    alignment.attribute_of_latent(7)
 
 
 def test_hungarian_beats_greedy_matching():
-    # |rho|: z0 ~ 1.1 a + b is the single best match (to a), but giving a to z0 leaves b with
-    # z1 ~ a + noise (|rho(z1, b)| ~ 0). Hungarian maximises the total instead:
-    # a -> z1, b -> z0.
-    rng = np.random.default_rng(1)
-    a = rng.integers(0, 6, 5000)
-    b = rng.integers(0, 6, 5000)
-    mu = np.stack([1.1 * a + b, a + 1.7 * rng.normal(size=5000)], axis=1)
-    alignment = align_latents(mu, np.stack([a, b], 1), ("a", "b"))
-    rho = np.abs(alignment.correlations)
-    assert np.unravel_index(np.argmax(rho), rho.shape) == (0, 0)  # greedy would take (z0, a)
-    assert rho[1, 0] + rho[0, 1] > rho[0, 0] + rho[1, 1]
-    assert alignment.latent_of_attribute == (1, 0)
-    assert alignment.signs == (1.0, 1.0)
+  # |rho|: z0 ~ 1.1 a + b is the single best match (to a), but giving a to z0 leaves b with
+  # z1 ~ a + noise (|rho(z1, b)| ~ 0). Hungarian maximises the total instead:
+  # a -> z1, b -> z0.
+  rng = np.random.default_rng(1)
+  a = rng.integers(0, 6, 5000)
+  b = rng.integers(0, 6, 5000)
+  mu = np.stack([1.1 * a + b, a + 1.7 * rng.normal(size=5000)], axis=1)
+  alignment = align_latents(mu, np.stack([a, b], 1), ("a", "b"))
+  rho = np.abs(alignment.correlations)
+  assert np.unravel_index(np.argmax(rho), rho.shape) == (0, 0)  # greedy would take (z0, a)
+  assert rho[1, 0] + rho[0, 1] > rho[0, 0] + rho[1, 1]
+  assert alignment.latent_of_attribute == (1, 0)
+  assert alignment.signs == (1.0, 1.0)
 
 
 def test_spearman_matches_scipy_with_missing_and_constant():
-    mu, scores = constructed(seed=2, num_rows=400, missing=0.15)
-    scores[:, 3] = np.where(scores[:, 3] >= 0, 2, -1)  # constant where present
-    rho = spearman_matrix(mu, scores)
-    assert rho.shape == (7, 4)
-    for k in range(7):
-        for a in range(3):
-            valid = scores[:, a] >= 0
-            ref = scipy.stats.spearmanr(mu[valid, k], scores[valid, a]).statistic
-            assert rho[k, a] == pytest.approx(ref, abs=1e-12)
-    np.testing.assert_array_equal(rho[:, 3], 0.0)  # constant attribute -> 0 (scipy: nan)
+  mu, scores = constructed(seed=2, num_rows=400, missing=0.15)
+  scores[:, 3] = np.where(scores[:, 3] >= 0, 2, -1)  # constant where present
+  rho = spearman_matrix(mu, scores)
+  assert rho.shape == (7, 4)
+  for k in range(7):
+    for a in range(3):
+      valid = scores[:, a] >= 0
+      ref = scipy.stats.spearmanr(mu[valid, k], scores[valid, a]).statistic
+      assert rho[k, a] == pytest.approx(ref, abs=1e-12)
+  np.testing.assert_array_equal(rho[:, 3], 0.0)  # constant attribute -> 0 (scipy: nan)
 
 
 def test_alignment_with_missing_scores_still_exact():
-    mu, scores = constructed(seed=3, missing=0.2)
-    alignment = align_latents(mu, scores, NAMES)
-    assert alignment.latent_of_attribute == (2, 0, 5, 3)
-    assert alignment.signs == (-1.0, 1.0, 1.0, -1.0)
+  mu, scores = constructed(seed=3, missing=0.2)
+  alignment = align_latents(mu, scores, NAMES)
+  assert alignment.latent_of_attribute == (2, 0, 5, 3)
+  assert alignment.signs == (-1.0, 1.0, 1.0, -1.0)
 
 
 def test_initial_graph_positions_and_signs():
-    mu, scores = constructed()
-    alignment = align_latents(mu, scores, NAMES)
-    S = np.asarray(somers_d(scores), dtype=np.float64)
-    graph = initial_graph(S, alignment, 7)
-    assert graph.shape == (7, 7)
-    np.testing.assert_array_equal(np.diag(graph), 1.0)
-    latents, signs = alignment.latent_of_attribute, alignment.signs
-    for a in range(4):
-        for b in range(4):
-            if a != b:
-                expected = signs[a] * signs[b] * S[a, b]
-                assert graph[latents[a], latents[b]] == pytest.approx(expected, abs=1e-7)
-    # bangs (z2, flipped) vs bald (z0): S[bangs, bald] < 0 by construction -> positive edge
-    assert S[0, 1] < 0 and graph[2, 0] > 0 and graph[2, 0] == pytest.approx(-S[0, 1], abs=1e-7)
-    # two flipped latents (bangs z2, beard z3): the signs cancel
-    assert graph[2, 3] == pytest.approx(S[0, 3], abs=1e-7)
-    # free latents: no edges at all
-    for k in alignment.free_latents:
-        row = np.delete(graph[k], k)
-        col = np.delete(graph[:, k], k)
-        np.testing.assert_array_equal(row, 0.0)
-        np.testing.assert_array_equal(col, 0.0)
+  mu, scores = constructed()
+  alignment = align_latents(mu, scores, NAMES)
+  S = np.asarray(somers_d(scores), dtype=np.float64)
+  graph = initial_graph(S, alignment, 7)
+  assert graph.shape == (7, 7)
+  np.testing.assert_array_equal(np.diag(graph), 1.0)
+  latents, signs = alignment.latent_of_attribute, alignment.signs
+  for a in range(4):
+    for b in range(4):
+      if a != b:
+        expected = signs[a] * signs[b] * S[a, b]
+        assert graph[latents[a], latents[b]] == pytest.approx(expected, abs=1e-7)
+  # bangs (z2, flipped) vs bald (z0): S[bangs, bald] < 0 by construction -> positive edge
+  assert S[0, 1] < 0 and graph[2, 0] > 0 and graph[2, 0] == pytest.approx(-S[0, 1], abs=1e-7)
+  # two flipped latents (bangs z2, beard z3): the signs cancel
+  assert graph[2, 3] == pytest.approx(S[0, 3], abs=1e-7)
+  # free latents: no edges at all
+  for k in alignment.free_latents:
+    row = np.delete(graph[k], k)
+    col = np.delete(graph[:, k], k)
+    np.testing.assert_array_equal(row, 0.0)
+    np.testing.assert_array_equal(col, 0.0)
 
 
 def test_initial_graph_sign_rule_agrees_with_somers_d_of_latents():
-    # D(z_l | z_k) computed directly on oriented scores equals the graph entry.
-    rng = np.random.default_rng(4)
-    x = rng.integers(0, 6, 3000)
-    y = np.clip(5 - x + rng.integers(-1, 2, 3000), 0, 5)
-    scores = np.stack([x, y], axis=1)
-    alignment = Alignment(("x", "y"), (1, 0), (-1.0, 1.0), np.zeros((3, 2)))
-    graph = initial_graph(np.asarray(somers_d(scores)), alignment, 3)
-    oriented = np.stack([5 - x, y], axis=1)  # latent 1 ~ -x (as levels reversed), latent 0 ~ y
-    S_oriented = np.asarray(somers_d(oriented))
-    assert graph[1, 0] == pytest.approx(S_oriented[0, 1], abs=1e-6)
-    assert graph[0, 1] == pytest.approx(S_oriented[1, 0], abs=1e-6)
-    assert graph[1, 0] > 0  # x and y are anti-related; flipping x makes the edge positive
+  # D(z_l | z_k) computed directly on oriented scores equals the graph entry.
+  rng = np.random.default_rng(4)
+  x = rng.integers(0, 6, 3000)
+  y = np.clip(5 - x + rng.integers(-1, 2, 3000), 0, 5)
+  scores = np.stack([x, y], axis=1)
+  alignment = Alignment(("x", "y"), (1, 0), (-1.0, 1.0), np.zeros((3, 2)))
+  graph = initial_graph(np.asarray(somers_d(scores)), alignment, 3)
+  oriented = np.stack([5 - x, y], axis=1)  # latent 1 ~ -x (as levels reversed), latent 0 ~ y
+  S_oriented = np.asarray(somers_d(oriented))
+  assert graph[1, 0] == pytest.approx(S_oriented[0, 1], abs=1e-6)
+  assert graph[0, 1] == pytest.approx(S_oriented[1, 0], abs=1e-6)
+  assert graph[1, 0] > 0  # x and y are anti-related; flipping x makes the edge positive
 
 
 def test_initial_graph_shape_errors():
-    mu, scores = constructed()
-    alignment = align_latents(mu, scores, NAMES)
-    S = np.eye(4)
-    with pytest.raises(ValueError, match="square"):
-        initial_graph(np.zeros((4, 3)), alignment, 7)
-    with pytest.raises(ValueError, match="square"):
-        initial_graph(np.zeros(4), alignment, 7)
-    with pytest.raises(ValueError, match="alignment has 4 attributes"):
-        initial_graph(np.eye(3), alignment, 7)
-    with pytest.raises(ValueError, match="latent_dim must be an integer >= n = 4"):
-        initial_graph(S, alignment, 3)
-    with pytest.raises(ValueError, match="differs from the alignment's latent_dim"):
-        initial_graph(S, alignment, 8)
-    with pytest.raises(ValueError, match="non-finite"):
-        initial_graph(np.full((4, 4), np.nan), alignment, 7)
+  mu, scores = constructed()
+  alignment = align_latents(mu, scores, NAMES)
+  S = np.eye(4)
+  with pytest.raises(ValueError, match="square"):
+    initial_graph(np.zeros((4, 3)), alignment, 7)
+  with pytest.raises(ValueError, match="square"):
+    initial_graph(np.zeros(4), alignment, 7)
+  with pytest.raises(ValueError, match="alignment has 4 attributes"):
+    initial_graph(np.eye(3), alignment, 7)
+  with pytest.raises(ValueError, match="latent_dim must be an integer >= n = 4"):
+    initial_graph(S, alignment, 3)
+  with pytest.raises(ValueError, match="differs from the alignment's latent_dim"):
+    initial_graph(S, alignment, 8)
+  with pytest.raises(ValueError, match="non-finite"):
+    initial_graph(np.full((4, 4), np.nan), alignment, 7)
 
 
 def test_align_latents_errors():
-    mu, scores = constructed(num_rows=50)
-    with pytest.raises(ValueError, match="attribute_names has 3 names"):
-        align_latents(mu, scores, NAMES[:3])
-    with pytest.raises(ValueError, match="same number of rows"):
-        align_latents(mu[:10], scores, NAMES)
-    with pytest.raises(ValueError, match="more attributes"):
-        align_latents(mu[:, :3], scores, NAMES)
-    with pytest.raises(ValueError, match="mu must be 2-D"):
-        align_latents(mu[:, 0], scores, NAMES)
-    with pytest.raises(TypeError, match="integer"):
-        align_latents(mu, scores.astype(float), NAMES)
-    bad = mu.copy()
-    bad[0, 0] = np.nan
-    with pytest.raises(ValueError, match="non-finite"):
-        align_latents(bad, scores, NAMES)
+  mu, scores = constructed(num_rows=50)
+  with pytest.raises(ValueError, match="attribute_names has 3 names"):
+    align_latents(mu, scores, NAMES[:3])
+  with pytest.raises(ValueError, match="same number of rows"):
+    align_latents(mu[:10], scores, NAMES)
+  with pytest.raises(ValueError, match="more attributes"):
+    align_latents(mu[:, :3], scores, NAMES)
+  with pytest.raises(ValueError, match="mu must be 2-D"):
+    align_latents(mu[:, 0], scores, NAMES)
+  with pytest.raises(TypeError, match="integer"):
+    align_latents(mu, scores.astype(float), NAMES)
+  bad = mu.copy()
+  bad[0, 0] = np.nan
+  with pytest.raises(ValueError, match="non-finite"):
+    align_latents(bad, scores, NAMES)
 
 
 def test_alignment_validation():
-    corr = np.zeros((3, 2))
-    with pytest.raises(ValueError, match="distinct indices"):
-        Alignment(("a", "b"), (0, 0), (1.0, 1.0), corr)
-    with pytest.raises(ValueError, match="distinct indices"):
-        Alignment(("a", "b"), (0, 3), (1.0, 1.0), corr)
-    with pytest.raises(ValueError, match="signs must be"):
-        Alignment(("a", "b"), (0, 1), (1.0, 0.5), corr)
-    with pytest.raises(ValueError, match="unique"):
-        Alignment(("a", "a"), (0, 1), (1.0, 1.0), corr)
-    with pytest.raises(ValueError, match=r"correlations must be \[d, n\]"):
-        Alignment(("a", "b"), (0, 1), (1.0, 1.0), np.zeros((3, 3)))
+  corr = np.zeros((3, 2))
+  with pytest.raises(ValueError, match="distinct indices"):
+    Alignment(("a", "b"), (0, 0), (1.0, 1.0), corr)
+  with pytest.raises(ValueError, match="distinct indices"):
+    Alignment(("a", "b"), (0, 3), (1.0, 1.0), corr)
+  with pytest.raises(ValueError, match="signs must be"):
+    Alignment(("a", "b"), (0, 1), (1.0, 0.5), corr)
+  with pytest.raises(ValueError, match="unique"):
+    Alignment(("a", "a"), (0, 1), (1.0, 1.0), corr)
+  with pytest.raises(ValueError, match=r"correlations must be \[d, n\]"):
+    Alignment(("a", "b"), (0, 1), (1.0, 1.0), np.zeros((3, 3)))
 
 
 def test_json_round_trip_and_immutability():
-    mu, scores = constructed(missing=0.1)
-    alignment = align_latents(mu, scores, NAMES)
-    data = alignment.to_json()
-    text = json.dumps(data)  # plain JSON types only
-    assert isinstance(data, dict)
-    restored = Alignment.from_json(json.loads(text))
-    assert restored == alignment
-    assert Alignment.from_json(text) == alignment
-    assert isinstance(restored.latent_of_attribute, tuple)
-    np.testing.assert_array_equal(restored.correlations, alignment.correlations)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        alignment.signs = (1.0,) * 4
-    with pytest.raises(ValueError):
-        alignment.correlations[0, 0] = 1.0  # read-only array
-    with pytest.raises(ValueError, match="lacks fields"):
-        Alignment.from_json({"attribute_names": []})
+  mu, scores = constructed(missing=0.1)
+  alignment = align_latents(mu, scores, NAMES)
+  data = alignment.to_json()
+  text = json.dumps(data)  # plain JSON types only
+  assert isinstance(data, dict)
+  restored = Alignment.from_json(json.loads(text))
+  assert restored == alignment
+  assert Alignment.from_json(text) == alignment
+  assert isinstance(restored.latent_of_attribute, tuple)
+  np.testing.assert_array_equal(restored.correlations, alignment.correlations)
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    alignment.signs = (1.0,) * 4
+  with pytest.raises(ValueError):
+    alignment.correlations[0, 0] = 1.0  # read-only array
+  with pytest.raises(ValueError, match="lacks fields"):
+    Alignment.from_json({"attribute_names": []})

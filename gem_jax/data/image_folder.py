@@ -223,7 +223,7 @@ def image_folder_builder(data_config) -> ImageFolder:
   """
   image_dir = data_config.get("image_dir")
   if not image_dir:
-    raise DataNotFoundError("config.data.image_dir is not set; point it at a folder of images")
+    raise DataNotFoundError("config.data.image_dir is not set; point it at a folder of images (lsun_gem: --data_dir)")
   data_dir = data_config.get("data_dir")
   builder = ImageFolder(root=image_dir, size=int(data_config.get("image_size") or 64),
                         skip_bad=bool(data_config.get("skip_bad", False)),
