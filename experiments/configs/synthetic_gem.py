@@ -44,7 +44,7 @@ def _base() -> ml_collections.ConfigDict:
   c.model.beta = 4.0
   c.model.graph_learner = True     # GCN refinement of A (Eq. 9); False: A = A_0
   c.model.gcn_layers = 2
-  c.model.lambda_anchor = 1000.0   # weight of ||A - A_anchor||^2 (per-image nats scale)
+  c.model.lambda_anchor = 1.0      # weight of ||A - A_anchor||^2 (docs/decisions.md)
   c.model.anchor_tau = 0.999       # SUBLIME bootstrapping
   c.model.adversarial = True       # joint discriminator D(x, z) (Eq. 5)
   c.model.lambda_dis = 0.6         # paper defaults (Eq. 6)
