@@ -17,7 +17,7 @@ from absl import app, flags
 
 from experiments import cli
 
-cli.quiet_tensorflow()
+cli.prepare_process()
 _MODEL = flags.DEFINE_enum("model", "beta_vae", ["beta_vae", "gem", "gem_single", "somers_d"],
                            "What to time: a model's train step, or Somers' D.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Global batch size.")

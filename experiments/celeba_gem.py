@@ -8,7 +8,7 @@ from absl import app
 
 from experiments import cli
 
-cli.quiet_tensorflow()
+cli.prepare_process()
 main = cli.define_experiment("celeba_gem", "runs/celeba_gem")
 
 if __name__ == "__main__":

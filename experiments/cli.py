@@ -8,7 +8,7 @@ from pathlib import Path
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
-def quiet_tensorflow() -> None:
+def prepare_process() -> None:
   """Process set-up for every entry point, before JAX starts: TensorFlow only feeds data
   (silence its C++ logs), and XLA:CPU gets the project's measured defaults."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -9,7 +9,7 @@ from absl import app, flags
 
 from experiments import cli
 
-cli.quiet_tensorflow()
+cli.prepare_process()
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Run workdir or its checkpoints/.",
                                   required=True)
 _OUT = flags.DEFINE_string("out", "traversals.png", "Output PNG.")

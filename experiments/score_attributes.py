@@ -29,7 +29,7 @@ from absl import app, flags
 
 from experiments import cli
 
-cli.quiet_tensorflow()
+cli.prepare_process()
 
 _BACKENDS = ["openai", "gemini", "oracle", "replay"]
 

@@ -929,22 +929,12 @@ def _dry_run(o, attributes, images, hashes, cache_path, print_fn) -> dict:
       else 0
   )
   todo = n_unique - cached
-  est = estimate_request_cost(
-      o.backend,
-      model,
-      todo,
-      attributes,
-      base_url=o.base_url,
-      image_size=tuple(images.shape[1:3]),
-  )
-  full = estimate_request_cost(
-      o.backend,
-      model,
-      n_unique,
-      attributes,
-      base_url=o.base_url,
-      image_size=tuple(images.shape[1:3]),
-  )
+  def estimate(count: int):
+    return estimate_request_cost(
+        o.backend, model, count, attributes, base_url=o.base_url,
+        image_size=tuple(images.shape[1:3]))
+
+  est, full = estimate(todo), estimate(n_unique)
   print_fn(
       f"dry run: {o.backend}:{model} on {len(images)} images ({n_unique} unique), {len(attributes)}"
       f" attributes ({', '.join(attributes)}), one request per image"
