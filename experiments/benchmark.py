@@ -3,10 +3,15 @@
     python -m experiments.benchmark --model beta_vae --batch-size 64
     python -m experiments.benchmark --model beta_vae --upsample conv_transpose
     python -m experiments.benchmark --model somers_d
+    python -m experiments.benchmark --model factor_vae --latent_dim 10 --run_tokens cpu30
 
-beta_vae times the real pmapped train step (Adam update included) on random uint8 images
-after a compile warm-up; peak memory is the process's peak resident set (CPU) and, on an
-accelerator, the device's peak bytes in use.
+A model is a method of experiments/configs/table1.py (vae, beta_vae, beta_tcvae, factor_vae,
+dear, gem_single, gem), built from synthetic_gem.py's tokens plus --run_tokens.
+
+A model's figure times the real pmapped train step (Adam updates included) on random uint8
+images after a compile warm-up; GFLOPs are XLA's cost analysis of the compiled step (summed
+over devices); peak memory is the process's peak resident set (CPU) and, on an accelerator, the
+device's peak bytes in use; seconds_per_epoch = --epoch_size / images_per_s.
 """
 import json
 import os
@@ -18,12 +23,16 @@ from absl import app, flags
 from experiments import cli
 
 cli.prepare_process()
-_MODEL = flags.DEFINE_enum("model", "beta_vae", ["beta_vae", "gem", "gem_single", "somers_d"],
-                           "What to time: a model's train step, or Somers' D.")
+_MODEL = flags.DEFINE_string("model", "beta_vae",
+                             "What to time: a method's train step (see experiments/configs/"
+                             "table1.py METHOD_TOKENS), or somers_d.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps.")
 _UPSAMPLE = flags.DEFINE_string("upsample", None, "Decoder upsampling form override.")
 _DEVICES = flags.DEFINE_integer("num_devices", 0, "Devices to pmap over (0: all).")
+_LATENT_DIM = flags.DEFINE_integer("latent_dim", None, "Latent size override.")
+_RUN_TOKENS = flags.DEFINE_string("run_tokens", "", "Extra synthetic_gem.py config tokens.")
+_EPOCH = flags.DEFINE_integer("epoch_size", 60_000, "Images per epoch (synthetic_faces: 60k).")
 
 
 def _peak_memory() -> dict:
@@ -33,6 +42,16 @@ def _peak_memory() -> dict:
   if "peak_bytes_in_use" in stats:
     out["device_peak_mib"] = stats["peak_bytes_in_use"] / 2**20
   return out
+
+
+def _step_flops(step_fn, rstate, batch) -> float | None:
+  """XLA's cost-analysis FLOPs of one train step over all devices (None where XLA gives
+  none): the pmapped program is costed per device, so its figure is scaled by the count."""
+  analysis = step_fn.lower(rstate, batch).compile().cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else {}
+  flops = (analysis or {}).get("flops")
+  return float(flops) * len(batch["image"]) if flops and flops > 0 else None
 
 
 def benchmark_train_step(config, batch_size: int, steps: int) -> dict:
@@ -50,11 +69,16 @@ def benchmark_train_step(config, batch_size: int, steps: int) -> dict:
   images = np.random.default_rng(0).integers(0, 256, (len(devices), batch_size // len(devices),
                                                       size, size, 3), dtype=np.uint8)
   batch = {"image": images}
+  if config.data.get("label_key"):  # DEAR's weak supervision reads labels 0..label_max
+    batch["labels"] = np.random.default_rng(1).integers(
+        0, int(config.data.label_max) + 1, images.shape[:2] + (config.model.dear_num_factors,),
+        dtype=np.int32)
   rstate = replicate(state, devices)
   t = time.perf_counter()
   rstate, metrics = step_fn(rstate, batch)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - t
+  flops = _step_flops(step_fn, rstate, batch)
   times = []
   for _ in range(steps):
     t = time.perf_counter()
@@ -66,7 +90,8 @@ def benchmark_train_step(config, batch_size: int, steps: int) -> dict:
           "devices": len(devices), "platform": devices[0].platform,
           "device_kind": devices[0].device_kind, "images_per_s": batch_size / step_s,
           "step_time_ms": step_s * 1e3, "compile_s": compile_s, "param_count": int(params),
-          "disc_param_count": int(disc_params),
+          "disc_param_count": int(disc_params), "param_count_total": int(params + disc_params),
+          "gflops_per_step": flops / 1e9 if flops else None,
           "timed_steps": steps, "xla_flags": os.environ.get("XLA_FLAGS", ""),
           **_peak_memory()}
 
@@ -78,11 +103,23 @@ def main(argv):
     print(json.dumps(benchmark_somers_d()))
     return
   from experiments.configs import synthetic_gem
-  config = synthetic_gem.get_config(_MODEL.value)
+  from experiments.configs.table1 import METHOD_TOKENS
+  if _MODEL.value not in METHOD_TOKENS:
+    raise app.UsageError(f"unknown --model {_MODEL.value!r}; choose from "
+                         f"{sorted(METHOD_TOKENS) + ['somers_d']}")
+  tokens = ",".join(t for t in (METHOD_TOKENS[_MODEL.value], _RUN_TOKENS.value) if t)
+  config = synthetic_gem.get_config(tokens)
   config.train.num_devices = _DEVICES.value
+  if _LATENT_DIM.value:
+    config.model.latent_dim = _LATENT_DIM.value
   if _UPSAMPLE.value:
     config.model.upsample = _UPSAMPLE.value
-  print(json.dumps(benchmark_train_step(config, _BATCH.value, _STEPS.value)))
+  if "dataset_size" in config.model and not config.model.dataset_size:
+    config.model.dataset_size = _EPOCH.value  # β-TCVAE's MWS estimate needs N
+  result = benchmark_train_step(config, _BATCH.value, _STEPS.value)
+  result["method"] = _MODEL.value
+  result["seconds_per_epoch"] = _EPOCH.value / result["images_per_s"]
+  print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,15 @@ def read_meta(directory: str | Path, step: int | None = None) -> tuple[int, dict
   return step, dict(restored["meta"])
 
 
+def reached(directory: str | Path, num_steps: int) -> bool:
+  """Whether `directory` holds a checkpoint at step >= num_steps (a finished run)."""
+  try:
+    step, _ = read_meta(directory)
+  except CheckpointError:
+    return False
+  return step >= num_steps
+
+
 def restore_state(directory: str | Path, target: Any, step: int | None = None,
                   expected_meta: dict | None = None) -> tuple[Any, dict]:
   """Restores a state shaped like `target` (an unreplicated TrainState).

@@ -51,17 +51,9 @@ def attribute_names(config) -> list[str]:
   return names
 
 
-def _finished(workdir: Path, num_steps: int) -> bool:
-  try:
-    step, _ = checkpoints.read_meta(workdir)
-  except checkpoints.CheckpointError:
-    return False
-  return step >= num_steps
-
-
 def run_warmup(config, workdir: Path) -> None:
   wc = warmup_config(config)
-  if _finished(workdir, wc.train.num_steps):
+  if checkpoints.reached(workdir, wc.train.num_steps):
     logging.info("warm-up done (%s), skipping", workdir)
     return
   train_and_evaluate(wc, workdir, resume=True)
@@ -143,7 +135,7 @@ def run_gem(config, workdir: str | Path):
   graph = make_graph_state(a0, np.asarray(mask, np.float32))
   extra = {"alignment": alignment.to_json(), "somers_d": np.asarray(s).tolist(),
            "scorer": json.loads((scores_dir / "scores.json").read_text())}
-  if not _finished(root / "gem", config.train.num_steps):
+  if not checkpoints.reached(root / "gem", config.train.num_steps):
     train_and_evaluate(config, root / "gem", resume=True, graph=graph,
                        vae_params=warm["params"]["vae"], extra_meta=extra)
   model = load(str(root / "gem"))

@@ -12,9 +12,10 @@ from tqdm.auto import tqdm
 
 from gem_jax import checkpoints
 from gem_jax.data import load_examples, make_train_iterator
+from gem_jax.data.pipeline import split_size
 from gem_jax.metric_writer import MetricWriter
 from gem_jax.plots import image_grid, save_image
-from gem_jax.train_state import TrainState, create_train_state
+from gem_jax.train_state import TrainState, create_train_state, objective_of
 from gem_jax.train_step import make_pmapped_step, replicate, unreplicate
 from gem_jax.trained_model import MODEL_KIND, TrainedModel
 
@@ -40,6 +41,17 @@ def checkpoint_meta(config, extra: dict | None = None) -> dict:
   """What a checkpoint records beside the state: enough to rebuild the model alone."""
   return {"kind": MODEL_KIND, "model": config.model.to_dict(), "config": config.to_dict(),
           **(extra or {})}
+
+
+def resolve_config(config):
+  """The config with what the data set decides filled in: β-TCVAE's dataset_size N (when 0)
+  from the training split. Returns a copy when something changed."""
+  if objective_of(config.model) == "beta_tcvae" and not config.model.dataset_size:
+    config = config.copy_and_resolve_references()
+    config.model.dataset_size = split_size(config.data)
+    logging.info("beta_tcvae: config.model.dataset_size = %d (the %r split)",
+                 config.model.dataset_size, config.data.split)
+  return config
 
 
 def _fixed_images(config, num: int = 8) -> np.ndarray:
@@ -80,6 +92,7 @@ def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
   extra_meta: JSON saved with every checkpoint (e.g. the latent alignment).
   Writes <workdir>/config.json, metrics.jsonl, tensorboard/, samples/ and checkpoints/.
   """
+  config = resolve_config(config)
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   manager = checkpoints.make_manager(workdir / "checkpoints",
@@ -93,7 +106,8 @@ def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
   start = int(state.step)
   batches = make_train_iterator(config.data, global_batch=config.train.batch_size,
                                 num_devices=len(devices), seed=config.seed,
-                                start_step=start, image_size=config.model.image_size)
+                                start_step=start, image_size=config.model.image_size,
+                                label_key=config.data.get("label_key"))
   fixed = _fixed_images(config)
   writer = MetricWriter(workdir)
   meta = checkpoint_meta(config, extra_meta)

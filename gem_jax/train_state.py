@@ -11,7 +11,10 @@ import optax
 
 from gem_jax.discriminator import JointDiscriminator
 from gem_jax.disgraph import DisGraph
+from gem_jax.factor_vae import ZDiscriminator
 from gem_jax.vae import VAE
+
+OBJECTIVES = ("beta_vae", "beta_tcvae", "factor_vae", "dear")
 
 
 @flax.struct.dataclass
@@ -19,11 +22,13 @@ class TrainState:
   """One training run's mutable state.
 
   step: int32 []. params: {'vae': ..., 'graph': ...} (the generator side: encoder, decoder and
-  graph learner). opt_state: their optax state. rng: uint32 [2] base key; step keys are folded
-  from it, so a resumed run replays the same stream. graph: {'a0': [d, d] the initial graph
-  A_0, 'edge_mask': [d, d] 1 where an edge may exist, 'anchor': [d, d] the slowly moving
-  anchor of the bootstrapped graph loss}. disc_params / disc_opt_state: the joint
-  discriminator and its own optimizer ({} when the adversarial strategy is off).
+  graph learner; DEAR adds 'scm': {'a': [d, d]}, its SCM prior's weights). opt_state: their
+  optax state. rng: uint32 [2] base key; step keys are folded from it, so a resumed run replays
+  the same stream. graph: {'a0': [d, d] the initial graph A_0, 'edge_mask': [d, d] 1 where an
+  edge may exist, 'anchor': [d, d] the slowly moving anchor of the bootstrapped graph loss};
+  for DEAR 'edge_mask' is the SCM super-graph.
+  disc_params / disc_opt_state: the discriminator and its own optimizer: the joint D(x, z)
+  (adversarial strategy, DEAR), FactorVAE's D(z), or {} when there is none.
   """
 
   step: jax.Array
@@ -47,13 +52,37 @@ def make_graph_module(model_config) -> DisGraph:
                   learn=model_config.graph_learner)
 
 
-def make_discriminator(model_config) -> JointDiscriminator:
+def objective_of(model_config) -> str:
+  """config.model.objective (configs saved before it existed: 'beta_vae')."""
+  objective = model_config.get("objective", "beta_vae")
+  if objective not in OBJECTIVES:
+    raise ValueError(f"unknown config.model.objective {objective!r}; expected one of "
+                     f"{OBJECTIVES}")
+  return objective
+
+
+def discriminator_kind(model_config) -> str | None:
+  """'z' (FactorVAE's D(z)), 'joint' (D(x, z): adversarial strategy or DEAR) or None."""
+  objective = objective_of(model_config)
+  if objective == "factor_vae":
+    return "z"
+  if objective == "dear" or model_config.adversarial:
+    return "joint"
+  return None
+
+
+def make_discriminator(model_config) -> JointDiscriminator | ZDiscriminator:
+  if discriminator_kind(model_config) == "z":
+    return ZDiscriminator(num_layers=model_config.factor_disc_layers,
+                          width=model_config.factor_disc_width)
   return JointDiscriminator(width=model_config.disc_width, hidden=model_config.disc_hidden,
                             latent_dim=model_config.latent_dim)
 
 
-def _adam(learning_rate, train_config) -> optax.GradientTransformation:
-  tx = optax.adam(learning_rate, b1=train_config.adam_b1, b2=train_config.adam_b2)
+def _adam(learning_rate, train_config, b1=None, b2=None) -> optax.GradientTransformation:
+  b1 = train_config.adam_b1 if b1 is None else b1
+  b2 = train_config.adam_b2 if b2 is None else b2
+  tx = optax.adam(learning_rate, b1=b1, b2=b2)
   if train_config.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(train_config.grad_clip_norm), tx)
   return tx
@@ -65,8 +94,10 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
 
 
 def make_disc_optimizer(train_config) -> optax.GradientTransformation:
-  """The discriminator's own Adam."""
-  return _adam(train_config.disc_learning_rate, train_config)
+  """The discriminator's own Adam; betas disc_adam_b1/b2 where set (FactorVAE: 0.5, 0.9),
+  else the generator's."""
+  return _adam(train_config.disc_learning_rate, train_config,
+               train_config.get("disc_adam_b1"), train_config.get("disc_adam_b2"))
 
 
 def identity_graph(latent_dim: int) -> dict:
@@ -84,11 +115,16 @@ def make_graph_state(a0: np.ndarray, edge_mask: np.ndarray) -> dict:
 def create_train_state(config, graph: dict | None = None, vae_params=None) -> TrainState:
   """Initialises a state on the host (unreplicated).
 
-  graph: from `make_graph_state` (default: `identity_graph`). vae_params: start the encoder
-  and decoder from these (e.g. the warm-up run's) instead of a fresh init.
+  graph: from `make_graph_state` (default: `identity_graph`; DEAR: A_0 = I and its SCM
+  super-graph, `scm_prior.dear_graph_state`). vae_params: start the encoder and decoder from
+  these (e.g. the warm-up run's) instead of a fresh init.
   """
   mc = config.model
   d, size = mc.latent_dim, mc.image_size
+  objective = objective_of(mc)
+  if graph is None and objective == "dear":
+    from gem_jax.scm_prior import dear_graph_state
+    graph = dear_graph_state(config)
   graph = graph or identity_graph(d)
   if graph["a0"].shape != (d, d):
     raise ValueError(f"A_0 has shape {graph['a0'].shape} but the model has latent_dim={d}; "
@@ -99,9 +135,13 @@ def create_train_state(config, graph: dict | None = None, vae_params=None) -> Tr
     vae_params = make_model(mc).init(vae_key, x, z, jnp.eye(d))
   graph_params = make_graph_module(mc).init(graph_key, graph["a0"], graph["edge_mask"])
   params = {"vae": vae_params, "graph": graph_params}
+  if objective == "dear":
+    params["scm"] = {"a": jnp.zeros((d, d), jnp.float32)}
   disc_params, disc_opt_state = {}, {}
-  if mc.adversarial:
-    disc_params = make_discriminator(mc).init(disc_key, x, z)
+  kind = discriminator_kind(mc)
+  if kind is not None:
+    disc_inputs = (z,) if kind == "z" else (x, z)
+    disc_params = make_discriminator(mc).init(disc_key, *disc_inputs)
     disc_opt_state = make_disc_optimizer(config.train).init(disc_params)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=make_optimizer(config.train).init(params), rng=run_key,

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from gem_jax import checkpoints
+from gem_jax.scm_prior import masked_weights, scm_sample
 from gem_jax.train_state import make_graph_module, make_model
 from gem_jax.vae import VAE, relate
 
@@ -27,11 +28,15 @@ class TrainedModel:
   """Wraps a VAE module, its parameters and the graph A (adjacency [d, d]).
 
   `alignment` (a gem_jax.alignment.Alignment or None) names the attribute of each latent.
+  `scm_weights` [d, d]: a DEAR model's learned SCM prior (None otherwise); its decoder reads z
+  itself (adjacency = I) and `sample` draws from that prior.
   """
 
   def __init__(self, module: VAE, params, adjacency: np.ndarray, config=None, step=None,
-               alignment=None, graph_state: dict | None = None, meta: dict | None = None):
+               alignment=None, graph_state: dict | None = None, meta: dict | None = None,
+               scm_weights: np.ndarray | None = None):
     self.module = module
+    self._scm_weights = None if scm_weights is None else np.asarray(scm_weights, np.float32)
     self.graph_state = graph_state
     self.meta = meta
     self.params = params
@@ -49,8 +54,18 @@ class TrainedModel:
     params, graph = get("params"), get("graph")
     adjacency = make_graph_module(config.model).apply(params["graph"], graph["a0"],
                                                       graph["edge_mask"])
+    scm = None
+    if "scm" in params:
+      scm = np.asarray(masked_weights(params["scm"]["a"], graph["edge_mask"]))
     return cls(make_model(config.model), params["vae"], np.asarray(adjacency), config,
-               int(get("step")), alignment, graph_state=dict(graph), meta=meta)
+               int(get("step")), alignment, graph_state=dict(graph), meta=meta,
+               scm_weights=scm)
+
+  @property
+  def scm_weights(self) -> np.ndarray | None:
+    """DEAR's learned SCM weights A [d, d] (A[i, j]: edge i -> j, zero outside its
+    super-graph); None for models without an SCM prior."""
+    return None if self._scm_weights is None else self._scm_weights.copy()
 
   def latent_labels(self) -> list[str]:
     """'z3: bald (-)' for aligned latents, 'z5' otherwise."""
@@ -97,8 +112,11 @@ class TrainedModel:
     return self.decode(self.encode(images)[0])
 
   def sample(self, num: int, seed: int = 0) -> np.ndarray:
-    """Decodes z ~ N(0, I): float32 [num, H, W, 3]."""
+    """Decodes z from the prior: N(0, I), or for DEAR its SCM z = (I - A^T)^-1 eps:
+    float32 [num, H, W, 3]."""
     z = jax.random.normal(jax.random.PRNGKey(seed), (num, self.latent_dim))
+    if self._scm_weights is not None:
+      z = scm_sample(z, jnp.asarray(self._scm_weights))
     return self.decode(z)
 
   def traverse(self, image, latent: int, values: Sequence[float]) -> np.ndarray:

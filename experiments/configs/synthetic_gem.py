@@ -7,15 +7,19 @@ The string after ':' is a comma-separated list of tokens (big_vision style):
   presets   '' (the paper's settings), 'demo' (a few CPU minutes), 'cpu30' (half an hour
             on 2 CPU cores), 'tiny' (seconds; tests)
   variants  'beta_vae' (the β-VAE branch alone), 'gem' (default: DisGraph with the graph
-            learner + joint discriminator), 'gem_single' (A fixed at A_0, no learner)
+            learner + joint discriminator), 'gem_single' (A fixed at A_0, no learner);
+            Table 1 baselines sharing GEM's encoder and decoder (`experiments.baselines`):
+            'beta_tcvae', 'factor_vae', 'dear' (plain VAE = 'beta_vae,vae')
   ablations 'no_learner', 'no_adversarial', 'vae' (beta = 1)
-e.g. `synthetic_gem.py:demo,gem_single` or `synthetic_gem.py:tiny,beta_vae`.
+e.g. `synthetic_gem.py:demo,gem_single`, `synthetic_gem.py:tiny,beta_vae` or
+`synthetic_gem.py:tiny,factor_vae`.
 """
 import ml_collections
 from ml_collections.config_dict import placeholder
 
 PRESETS = ("demo", "cpu30", "tiny")
-VARIANTS = ("beta_vae", "gem", "gem_single")
+BASELINES = ("beta_tcvae", "factor_vae", "dear")
+VARIANTS = ("beta_vae", "gem", "gem_single") + BASELINES
 ABLATIONS = ("no_learner", "no_adversarial", "vae")
 ATTRIBUTES = ("bangs", "bald", "gender", "beard", "blond", "makeup")
 
@@ -51,6 +55,7 @@ def _base() -> ml_collections.ConfigDict:
   c.model.lambda_adv = 0.8
   c.model.disc_width = 32
   c.model.disc_hidden = 256
+  c.model.objective = "beta_vae"   # beta_vae (GEM and its branch) | beta_tcvae | factor_vae | dear
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 32          # global, over all devices (DESIGN.md: 32)
@@ -80,7 +85,46 @@ def _base() -> ml_collections.ConfigDict:
   c.gem.scorer.accuracy = 0.884    # oracle error model (the paper's GPT-4o average)
   c.gem.scorer.concurrency = 8
   c.gem.scorer.replay_path = placeholder(str)
+  _baseline_fields(c)
   return c
+
+
+def _baseline_fields(c: ml_collections.ConfigDict) -> None:
+  """Knobs of the Table 1 baselines (read only by their objective; docs/decisions.md)."""
+  m = c.model
+  # β-TCVAE (Chen et al. 2018): recon + mi_weight * MI + beta * TC + dimwise_kl_weight * KL_j.
+  m.dataset_size = 0               # N of the MWS estimator; 0: the training split's size
+  m.mi_weight = 1.0                # alpha
+  m.dimwise_kl_weight = 1.0        # gamma
+  # FactorVAE (Kim & Mnih 2018): recon + beta * KL + factor_gamma * TC, TC from D(z).
+  m.factor_gamma = 6.4
+  m.factor_disc_layers = 3         # the paper and disentanglement_lib: 6 layers of 1000
+  m.factor_disc_width = 256
+  # DEAR (Shen et al. 2022): SCM prior on the first dear_num_factors latents.
+  m.dear_supergraph = "true"       # true (the data set's graph's support) | full (all i < j)
+  m.dear_num_factors = 6           # supervised latents k = the labels per image
+  m.lambda_sup = 1.0               # weight of the supervised loss (DEAR's sup_coef)
+  c.data.label_key = placeholder(str)  # feature fed as batch['labels'] (DEAR: 'attributes')
+  c.data.label_max = 5             # labels run 0..label_max; scaled to [-1, 1]
+  c.train.disc_adam_b1 = placeholder(float)  # unset: adam_b1 (FactorVAE: 0.5)
+  c.train.disc_adam_b2 = placeholder(float)  # unset: adam_b2 (FactorVAE: 0.9)
+
+
+def _apply_baseline(c: ml_collections.ConfigDict, token: str) -> None:
+  """A Table 1 baseline: GEM's encoder and decoder, A = I, batch 64 like the β-VAE branch."""
+  m = c.model
+  m.name, m.objective = token, token
+  m.graph_learner, m.adversarial, m.lambda_dis = False, False, 1.0
+  c.train.batch_size = 64
+  if token == "beta_tcvae":
+    m.beta = 6.0                   # the TC weight
+  elif token == "factor_vae":
+    m.beta = 1.0                   # the KL weight
+    c.train.disc_adam_b1, c.train.disc_adam_b2 = 0.5, 0.9
+  elif token == "dear":
+    m.adversarial = True
+    m.lambda_adv = 1.0
+    c.data.label_key = "attributes"
 
 
 def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
@@ -92,6 +136,8 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
     m.name, m.graph_learner, m.adversarial = "gem", True, True
   elif token == "gem_single":
     m.name, m.graph_learner, m.adversarial = "gem_single", False, True
+  elif token in BASELINES:
+    _apply_baseline(c, token)
   elif token == "no_learner":
     m.graph_learner = False
     m.name += "-no_learner"
@@ -112,7 +158,7 @@ def _apply_preset(c: ml_collections.ConfigDict, token: str) -> None:
     c.train.checkpoint_every = 500
     c.gem.warmup_steps = 2_000
     c.gem.warmup_learning_rate = 1e-3
-    if c.model.name == "beta_vae":
+    if c.model.name in ("beta_vae",) + BASELINES:
       c.train.learning_rate = 1e-3
       c.train.num_steps = 2_000
   elif token == "cpu30":   # about 30 minutes on 2 CPU cores

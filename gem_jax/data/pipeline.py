@@ -1,6 +1,7 @@
 """tfds + tf.data input pipeline: deterministic, resumable, sharded per device.
 
-Batches come out as numpy dicts shaped [num_devices, per_device_batch, H, W, 3] (uint8).
+Batches come out as numpy dicts: 'image' uint8 [num_devices, per_device_batch, H, W, 3] and,
+when a label key is given, 'labels' [num_devices, per_device_batch, ...] (that feature).
 The order of examples is a pure function of (seed, step): each epoch is shuffled with a
 seed derived from (seed, epoch), so a run resumed at step s sees exactly the batches it
 would have seen, at the cost of skipping less than one epoch of examples.
@@ -34,8 +35,22 @@ def _check_image_spec(builder, image_size: int) -> None:
                      "Set config.model.image_size to match or choose another data config.")
 
 
+def _check_label_key(builder, label_key: str) -> None:
+  features = builder.info.features
+  if label_key not in features or label_key == "image":
+    names = ", ".join(k for k in features.keys() if k != "image")
+    raise ValueError(f"config.data.label_key={label_key!r} is not a label of data set "
+                     f"{builder.name!r}; its labels: {names}")
+
+
+def split_size(data_config, split: str | None = None) -> int:
+  """Examples in a split of config.data (default: config.data.split), over all processes."""
+  return int(get_builder(data_config).info.splits[split or data_config.split].num_examples)
+
+
 def make_train_iterator(data_config, *, global_batch: int, num_devices: int, seed: int,
-                        start_step: int = 0, image_size: int = 64) -> Iterator[dict]:
+                        start_step: int = 0, image_size: int = 64,
+                        label_key: str | None = None) -> Iterator[dict]:
   """Endless iterator of training batches for this process.
 
   Args:
@@ -44,8 +59,11 @@ def make_train_iterator(data_config, *, global_batch: int, num_devices: int, see
     num_devices: local devices the batch is split over.
     seed: shuffle seed.
     start_step: steps already taken (for resume): the stream starts where it left off.
+    label_key: a feature of the data set (e.g. 'attributes') to feed as 'labels'; None: images
+      only.
   Yields:
-    {'image': uint8 [num_devices, per_device_batch, H, W, 3]}.
+    {'image': uint8 [num_devices, per_device_batch, H, W, 3]} and, with a label key,
+    'labels' [num_devices, per_device_batch, *label_shape] in the feature's dtype.
   """
   import jax
   import tensorflow_datasets as tfds
@@ -56,9 +74,14 @@ def make_train_iterator(data_config, *, global_batch: int, num_devices: int, see
                      f"{jax.process_count() * num_devices} devices")
   builder = get_builder(data_config)
   _check_image_spec(builder, image_size)
+  keys = {"image": "image"}
+  if label_key:
+    _check_label_key(builder, label_key)
+    keys["labels"] = label_key
   split = tfds.split_for_jax_process(data_config.split, drop_remainder=True)
   base = builder.as_dataset(split=split, shuffle_files=False)
-  base = base.map(lambda ex: {"image": ex["image"]}, num_parallel_calls=tf.data.AUTOTUNE)
+  base = base.map(lambda ex: {out: ex[key] for out, key in keys.items()},
+                  num_parallel_calls=tf.data.AUTOTUNE)
   base = base.cache()
   epoch_size = int(base.cardinality().numpy())
   consumed = start_step * process_batch
@@ -72,8 +95,8 @@ def make_train_iterator(data_config, *, global_batch: int, num_devices: int, see
   ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch)
   ds = ds.skip(skip).batch(process_batch, drop_remainder=True)
   per_device = process_batch // num_devices
-  ds = ds.map(lambda b: {"image": tf.reshape(b["image"], (num_devices, per_device,
-                                                          image_size, image_size, 3))})
+  ds = ds.map(lambda b: {k: tf.reshape(v, (num_devices, per_device, *v.shape[1:]))
+                         for k, v in b.items()})
   return iter(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)))
 
 

@@ -1,0 +1,64 @@
+"""Evaluates one trained run: FD/KD, MSE, DCI, MIG, SAP, FactorVAE score, relation recovery.
+
+    python -m experiments.evaluate --checkpoint runs/demo/gem
+    python -m experiments.evaluate --checkpoint runs/x --num_images 10000 \
+        --inception_weights ~/models/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5
+
+Without --inception_weights, FD/KD use the project's CNN trained on the run's data set (trained
+once into --extractor_dir, then reused): those are NOT Inception FID/KID and the output says
+which extractor was used. Prints the metrics as JSON and writes them to --out.
+"""
+import json
+from pathlib import Path
+
+from absl import app, flags
+
+from experiments import cli
+
+cli.prepare_process()
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A run's workdir or checkpoints/ folder.",
+                                  required=True)
+_OUT = flags.DEFINE_string("out", None, "JSON output (default: <checkpoint>/eval.json).")
+_NUM = flags.DEFINE_integer("num_images", 2_000, "Evaluation images (and prior samples).")
+_SPLIT = flags.DEFINE_string("split", None, "Split (default: the run's config.data.eval_split).")
+_INCEPTION = flags.DEFINE_string("inception_weights", None,
+                                 "Local Keras InceptionV3 notop .h5 (docs/metrics.md).")
+_EXTRACTOR_DIR = flags.DEFINE_string("extractor_dir", "runs/feature_extractors",
+                                     "Cache of the project's local feature extractors.")
+_EXTRACTOR_STEPS = flags.DEFINE_integer("extractor_steps", 600,
+                                       "Training steps of the local CNN (when not cached).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the prior samples and metric subsampling.")
+
+
+def main(argv):
+  del argv
+  cli.setup_logging()
+  import sys
+  from experiments.configs.table1 import get_config
+  from gem_jax.checkpoints import CheckpointError
+  from gem_jax.evaluation import evaluate_model, make_extractor
+  from gem_jax.trained_model import load
+  try:
+    model = load(_CHECKPOINT.value)
+  except CheckpointError as e:
+    sys.exit(f"error: {e}")
+  eval_config = get_config("small").eval
+  eval_config.num_images = eval_config.num_samples = _NUM.value
+  eval_config.dci_max_train = min(10_000, int(0.8 * _NUM.value))
+  eval_config.kid_subset_size = min(1_000, _NUM.value)
+  eval_config.split = _SPLIT.value or model.config.data.eval_split
+  eval_config.inception_weights = _INCEPTION.value
+  eval_config.extractor_steps = _EXTRACTOR_STEPS.value
+  eval_config.extractor_examples = min(eval_config.extractor_examples, 20 * _NUM.value)
+  extractor = make_extractor(model.config.data, eval_config, _EXTRACTOR_DIR.value)
+  metrics = evaluate_model(model, model.config, eval_config, extractor, seed=_SEED.value)
+  result = {"checkpoint": str(_CHECKPOINT.value), "step": model.step,
+            "model": model.config.model.name, "settings": eval_config.to_dict(),
+            "metrics": metrics}
+  out = Path(_OUT.value or Path(_CHECKPOINT.value) / "eval.json")
+  out.write_text(json.dumps(result, indent=2))
+  print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+  app.run(main)

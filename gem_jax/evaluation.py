@@ -1,0 +1,161 @@
+"""Evaluation of one trained model: reconstruction, FD/KD of reconstructions and samples,
+disentanglement against ground-truth factors, and relation recovery (issue 5's metrics).
+
+    metrics = evaluate_model(model, model.config, eval_config, extractor)
+
+eval_config: split, num_images, num_samples, dci_max_train, kid_subset_size, kid_subsets
+(see experiments/configs/table1.py). extractor: a `gem_jax.metrics.features` extractor; its
+`name` goes into the result so that a local-CNN distance is never read as Inception FID.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from gem_jax.data import load_examples
+from gem_jax.plots import to_uint8
+
+NUISANCE_BINS = 6  # synthetic_faces' continuous nuisance factors -> quantile bins
+
+
+def batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int = 250,
+            desc: str | None = None) -> np.ndarray:
+  """fn over x [N, ...] in chunks of `batch` rows, concatenated."""
+  chunks = range(0, len(x), batch)
+  if desc:
+    chunks = tqdm(chunks, desc=desc, unit="batch", leave=False)
+  return np.concatenate([np.asarray(fn(x[i:i + batch])) for i in chunks])
+
+
+def sample_images(model, num: int, seed: int, batch: int = 250) -> np.ndarray:
+  """Prior samples decoded by the model, float32 [num, H, W, 3] in [0, 1]."""
+  return np.concatenate([model.sample(min(batch, num - i), seed=seed * 100_003 + i)
+                         for i in range(0, num, batch)])
+
+
+def quantile_bins(values: np.ndarray, num_bins: int) -> np.ndarray:
+  """Continuous values [N] -> int bins 0..num_bins-1 of (near) equal frequency."""
+  edges = np.quantile(values, np.linspace(0, 1, num_bins + 1)[1:-1])
+  return np.digitize(values, edges).astype(np.int64)
+
+
+def ground_truth_factors(dataset: str, examples: dict) -> tuple[np.ndarray | None, list[str]]:
+  """Discrete ground-truth factors int [N, k] and their names, or (None, []) when the data
+  set has none. synthetic_faces: the 6 attributes (0..5) and the 6 nuisance factors in
+  NUISANCE_BINS quantile bins; CelebA: its 40 binary attributes when present."""
+  if dataset == "synthetic_faces":
+    from gem_jax.data.synthetic_faces import ATTRIBUTES, NUISANCE
+    attrs = np.asarray(examples["attributes"], np.int64)
+    nuisance = np.asarray(examples["factors"])[:, len(ATTRIBUTES):]
+    bins = np.stack([quantile_bins(v, NUISANCE_BINS) for v in nuisance.T], axis=1)
+    return np.concatenate([attrs, bins], axis=1), list(ATTRIBUTES) + list(NUISANCE)
+  if "attributes" in examples and np.asarray(examples["attributes"]).ndim == 2:
+    attrs = np.asarray(examples["attributes"])
+    return (attrs > 0).astype(np.int64), [f"attr{i}" for i in range(attrs.shape[1])]
+  return None, []
+
+
+def image_metrics(model, images: np.ndarray, eval_config, extractor, seed: int) -> dict:
+  """MSE of reconstructions and FD/KD (under `extractor`) of reconstructions and samples."""
+  from gem_jax.metrics.fid import frechet_distance, kernel_inception_distance
+  recon = batched(model.reconstruct, images, desc="reconstruct")
+  x = images.astype(np.float32) / 255.0
+  samples = sample_images(model, eval_config.num_samples, seed)
+  real_f = extractor(images)
+  out = {"mse_per_pixel": float(np.mean(np.square(recon - x))),
+         "mse_per_image": float(np.mean(np.sum(np.square(recon - x), axis=(1, 2, 3)))),
+         "feature_extractor": extractor.name}
+  for kind, fake in (("recon", recon), ("sample", samples)):
+    fake_f = extractor(to_uint8(fake))
+    out[f"fd_{kind}"] = frechet_distance(real_f, fake_f)
+    kid = kernel_inception_distance(real_f, fake_f, num_subsets=eval_config.kid_subsets,
+                                    subset_size=eval_config.kid_subset_size, seed=seed)
+    out[f"kd_{kind}"], out[f"kd_{kind}_std"] = kid["mean"], kid["std"]
+  return out
+
+
+def disentanglement_metrics(codes: np.ndarray, factors: np.ndarray, names: list[str],
+                            eval_config, seed: int) -> dict:
+  """DCI, MIG, SAP and the FactorVAE score of codes [N, d] against factors int [N, k]."""
+  from gem_jax.metrics import disentanglement as dm
+  dci = dm.dci(codes, factors, seed=seed, max_train=eval_config.dci_max_train)
+  fvae = dm.factor_vae_score(codes, factors, seed=seed,
+                             num_variance_estimate=min(10_000, len(codes)))
+  return {"factors": names,
+          "dci_disentanglement": dci["disentanglement"],
+          "dci_completeness": dci["completeness"],
+          "dci_informativeness": dci["informativeness_test"],
+          "mig": dm.mig(codes, factors),
+          "sap": dm.sap(codes, factors, seed=seed),
+          "factor_vae_score": fvae["eval_accuracy"],
+          "factor_vae_active_dims": fvae["num_active_dims"]}
+
+
+def learned_relations(model) -> tuple[np.ndarray, list[int]] | None:
+  """(learned graph over the model's aligned latents, their latent indices) for models that
+  learn relations: GEM's DisGraph A, or DEAR's SCM weights; None otherwise."""
+  scm = getattr(model, "scm_weights", None)
+  if scm is not None:
+    return np.asarray(scm), list(range(np.asarray(scm).shape[0]))
+  if model.alignment is not None:
+    return np.asarray(model.adjacency), list(model.alignment.latent_of_attribute)
+  return None
+
+
+def relation_metrics(model, dataset: str) -> dict:
+  """Relation recovery of the learned graph against synthetic_faces' TRUE_GRAPH (in the
+  model's latent order and signs); {} for data without a true graph or models without one."""
+  if dataset != "synthetic_faces":
+    return {}
+  from gem_jax.data.synthetic_faces import ATTRIBUTES, INDEPENDENT_PAIRS, TRUE_GRAPH
+  from gem_jax.metrics.graph_recovery import relation_recovery
+  found = learned_relations(model)
+  if found is None:
+    return {}
+  learned, latents = found
+  if model.alignment is not None and getattr(model, "scm_weights", None) is None:
+    names = list(model.alignment.attribute_names)
+    signs = np.asarray(model.alignment.signs, np.float64)
+    sub = learned[np.ix_(latents, latents)] * np.outer(signs, signs)
+    a0 = np.asarray(model.graph_state["a0"])[np.ix_(latents, latents)] * np.outer(signs, signs)
+  else:
+    names, sub, a0 = list(ATTRIBUTES[:len(latents)]), learned[:6, :6], None
+  idx = [ATTRIBUTES.index(n) for n in names]
+  truth = np.asarray(TRUE_GRAPH, np.float64)[np.ix_(idx, idx)]
+  pairs = [(names.index(a), names.index(b)) for a, b in INDEPENDENT_PAIRS
+           if a in names and b in names]
+  out = {f"relation_{k}": v for k, v in
+         relation_recovery(sub, truth, independent_pairs=pairs).items()}
+  if a0 is not None:
+    out.update({f"relation_a0_{k}": v for k, v in
+                relation_recovery(a0, truth, independent_pairs=pairs).items()})
+  return out
+
+
+def evaluate_model(model, config, eval_config, extractor, seed: int = 0) -> dict:
+  """All metrics of one model on `eval_config.num_images` images of `eval_config.split`."""
+  examples = load_examples(config.data, eval_config.split, eval_config.num_images)
+  images = examples["image"]
+  logging.info("evaluating %s on %d %s images", config.model.name, len(images),
+               eval_config.split)
+  out = image_metrics(model, images, eval_config, extractor, seed)
+  factors, names = ground_truth_factors(config.data.name, examples)
+  if factors is not None:
+    codes = batched(lambda x: model.encode(x)[0], images, desc="encode")
+    out.update(disentanglement_metrics(codes, factors, names, eval_config, seed))
+  out.update(relation_metrics(model, config.data.name))
+  return out
+
+
+def make_extractor(data_config, eval_config, cache_root: str):
+  """InceptionV3 from eval_config.inception_weights when set, else the project's local CNN
+  for this data set (trained once into cache_root and reused)."""
+  from gem_jax.metrics import features
+  if eval_config.get("inception_weights"):
+    return features.InceptionV3Features.from_file(eval_config.inception_weights)
+  return features.local_extractor(data_config, cache_root,
+                                  steps=eval_config.extractor_steps,
+                                  num_examples=eval_config.extractor_examples)
