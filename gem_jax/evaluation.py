@@ -58,10 +58,12 @@ def ground_truth_factors(dataset: str, examples: dict) -> tuple[np.ndarray | Non
   return None, []
 
 
-def image_metrics(model, images: np.ndarray, eval_config, extractor, seed: int) -> dict:
-  """MSE of reconstructions and FD/KD (under `extractor`) of reconstructions and samples."""
+def image_metrics(model, images: np.ndarray, codes: np.ndarray, eval_config, extractor,
+                  seed: int) -> dict:
+  """MSE of the reconstructions decode(codes) of images uint8 [N, H, W, 3] from their
+  posterior means codes [N, d], and FD/KD (under `extractor`) of reconstructions and samples."""
   from gem_jax.metrics.fid import frechet_distance, kernel_inception_distance
-  recon = batched(model.reconstruct, images, desc="reconstruct")
+  recon = batched(model.decode, codes, desc="decode")
   x = images.astype(np.float32) / 255.0
   samples = sample_images(model, eval_config.num_samples, seed)
   real_f = extractor(images)
@@ -141,10 +143,10 @@ def evaluate_model(model, config, eval_config, extractor, seed: int = 0) -> dict
   images = examples["image"]
   logging.info("evaluating %s on %d %s images", config.model.name, len(images),
                eval_config.split)
-  out = image_metrics(model, images, eval_config, extractor, seed)
+  codes = batched(lambda x: model.encode(x)[0], images, desc="encode")
+  out = image_metrics(model, images, codes, eval_config, extractor, seed)
   factors, names = ground_truth_factors(config.data.name, examples)
   if factors is not None:
-    codes = batched(lambda x: model.encode(x)[0], images, desc="encode")
     out.update(disentanglement_metrics(codes, factors, names, eval_config, seed))
   out.update(relation_metrics(model, config.data.name))
   return out
