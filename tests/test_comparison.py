@@ -101,7 +101,7 @@ def test_evaluate_entry_point(tfds_dir, tmp_path):
   for key in ("fd_recon", "kd_sample", "mse_per_pixel", "dci_disentanglement", "mig", "sap",
               "factor_vae_score"):
     assert np.isfinite(result["metrics"][key]), key
-  missing = subprocess.run(cmd[:3] + [str(tmp_path / "nowhere")], env=env,
+  missing = subprocess.run(cmd[:3] + ["--checkpoint", str(tmp_path / "nowhere")], env=env,
                            capture_output=True, text=True, timeout=600)
   assert missing.returncode != 0
   assert "does not exist" in missing.stderr
