@@ -35,9 +35,23 @@ _RUN_TOKENS = flags.DEFINE_string("run_tokens", "", "Extra synthetic_gem.py conf
 _EPOCH = flags.DEFINE_integer("epoch_size", 60_000, "Images per epoch (synthetic_faces: 60k).")
 
 
+def _peak_rss_mib() -> float:
+  """This process's own peak resident set. Linux's VmHWM belongs to the process's current
+  address space; ru_maxrss also keeps the peak of whatever ran before an exec (a parent that
+  spawned this benchmark), so it is only the fallback where /proc is missing."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 1024
+  except OSError:
+    pass
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _peak_memory() -> dict:
   import jax
-  out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+  out = {"peak_rss_mib": _peak_rss_mib()}
   stats = jax.local_devices()[0].memory_stats() or {}
   if "peak_bytes_in_use" in stats:
     out["device_peak_mib"] = stats["peak_bytes_in_use"] / 2**20

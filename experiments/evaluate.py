@@ -1,6 +1,9 @@
-"""Evaluates one trained run: FD/KD, MSE, DCI, MIG, SAP, FactorVAE score, relation recovery.
+"""Evaluates one trained run: FD/KD, MSE, DCI, MIG, SAP, FactorVAE score, relation recovery,
+traversal effect (aligned models on synthetic_faces).
 
     python -m experiments.evaluate --checkpoint runs/demo/gem
+    python -m experiments.evaluate --checkpoint runs/demo/warmup \
+        --alignment runs/demo/graph/alignment.json --out runs/demo/warmup_eval.json
     python -m experiments.evaluate --checkpoint runs/x --num_images 10000 \
         --inception_weights ~/models/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5
 
@@ -28,6 +31,9 @@ _EXTRACTOR_DIR = flags.DEFINE_string("extractor_dir", "runs/feature_extractors",
 _EXTRACTOR_STEPS = flags.DEFINE_integer("extractor_steps", 600,
                                        "Training steps of the local CNN (when not cached).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the prior samples and metric subsampling.")
+_ALIGNMENT = flags.DEFINE_string(
+    "alignment", None, "An alignment.json to give the model (e.g. a GEM run's graph/"
+    "alignment.json, to measure its warm-up's traversals); default: the run's own.")
 
 
 def main(argv):
@@ -42,6 +48,13 @@ def main(argv):
     model = load(_CHECKPOINT.value)
   except CheckpointError as e:
     sys.exit(f"error: {e}")
+  if _ALIGNMENT.value:
+    from gem_jax.alignment import Alignment
+    alignment = Alignment.from_json(Path(_ALIGNMENT.value).read_text())
+    if alignment.latent_dim != model.latent_dim:
+      sys.exit(f"error: {_ALIGNMENT.value} aligns {alignment.latent_dim} latents but the model "
+               f"has {model.latent_dim}")
+    model.alignment = alignment
   eval_config = get_config("small").eval
   eval_config.num_images = eval_config.num_samples = _NUM.value
   eval_config.dci_max_train = min(10_000, int(0.8 * _NUM.value))

@@ -14,7 +14,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-__all__ = ["discriminator_loss", "generator_loss", "gem_generator_objective"]
+__all__ = ["discriminator_loss", "generator_loss", "gem_generator_objective", "r1_penalty"]
 
 
 def discriminator_loss(d_real: jax.Array, d_fake: jax.Array) -> jax.Array:
@@ -24,6 +24,18 @@ def discriminator_loss(d_real: jax.Array, d_fake: jax.Array) -> jax.Array:
   """
   chex.assert_rank([d_real, d_fake], 1)
   return jnp.mean(jax.nn.softplus(-d_real)) + jnp.mean(jax.nn.softplus(d_fake))
+
+
+def r1_penalty(d_fn, inputs: tuple) -> jax.Array:
+  """R1 (Mescheder et al. 2018): mean over the batch of ||grad D||^2 at the real inputs.
+
+  d_fn(*inputs) -> logits [B]; the gradient is taken with respect to every input ((x, z) for
+  the joint discriminator) and its squared norm summed over each example's entries. The
+  discriminator adds gamma / 2 times this; gamma = 0 leaves D unconstrained.
+  """
+  grads = jax.grad(lambda *a: jnp.sum(d_fn(*a)), argnums=tuple(range(len(inputs))))(*inputs)
+  per_example = sum(jnp.sum(jnp.reshape(g, (g.shape[0], -1)) ** 2, axis=1) for g in grads)
+  return jnp.mean(per_example)
 
 
 def generator_loss(d_real: jax.Array, d_fake: jax.Array) -> jax.Array:

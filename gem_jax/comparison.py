@@ -50,6 +50,7 @@ def method_config(table, method: str, seed: int) -> ml_collections.ConfigDict:
     c.train.num_steps = c.train.checkpoint_every = c.train.sample_every = table.gem_steps
     c.gem.warmup_steps = table.gem_warmup_steps
     c.gem.warmup_learning_rate = table.learning_rate
+    c.gem.warmup_beta = None       # the warm-up is the β-VAE run itself (model.beta)
   else:
     c.train.num_steps = c.train.sample_every = table.num_steps
     c.train.learning_rate = table.learning_rate

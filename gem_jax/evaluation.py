@@ -1,5 +1,6 @@
 """Evaluation of one trained model: reconstruction, FD/KD of reconstructions and samples,
-disentanglement against ground-truth factors, and relation recovery (issue 5's metrics).
+disentanglement against ground-truth factors, relation recovery (issue 5's metrics), and for
+aligned models on synthetic_faces the traversal effect of each aligned latent.
 
     metrics = evaluate_model(model, model.config, eval_config, extractor)
 
@@ -137,6 +138,30 @@ def relation_metrics(model, dataset: str) -> dict:
   return out
 
 
+TRAVERSAL_IMAGES = 256  # images whose codes are traversed for traversal_metrics
+TRAVERSAL_DELTA = 2.0   # each aligned latent goes from -delta to +delta
+
+
+def traversal_metrics(model, dataset: str, images: np.ndarray, extractor) -> dict:
+  """Traversal effect (gem_jax.metrics.traversal) of each aligned latent on every attribute, in
+  levels 0..5 read by the local CNN's attribute heads: {} unless the model has an alignment,
+  the data set is synthetic_faces and the extractor classifies its attributes."""
+  if model.alignment is None or dataset != "synthetic_faces" or not hasattr(extractor, "outputs"):
+    return {}
+  from gem_jax.data.synthetic_faces import ATTRIBUTES
+  from gem_jax.metrics.traversal import traversal_effect
+  names = list(model.alignment.attribute_names)
+  if any(n not in ATTRIBUTES for n in names):
+    return {}
+  columns = [ATTRIBUTES.index(n) for n in names]
+  effect = traversal_effect(model, images[:TRAVERSAL_IMAGES],
+                            lambda x: extractor.outputs(x, "logits")[:, columns],
+                            delta=TRAVERSAL_DELTA)
+  return {"traversal_attributes": names, "traversal_effect": effect.tolist(),
+          "traversal_effect_own": np.diag(effect).tolist(),
+          "traversal_effect_own_min": float(np.diag(effect).min())}
+
+
 def evaluate_model(model, config, eval_config, extractor, seed: int = 0) -> dict:
   """All metrics of one model on `eval_config.num_images` images of `eval_config.split`."""
   examples = load_examples(config.data, eval_config.split, eval_config.num_images)
@@ -149,6 +174,7 @@ def evaluate_model(model, config, eval_config, extractor, seed: int = 0) -> dict
   if factors is not None:
     out.update(disentanglement_metrics(codes, factors, names, eval_config, seed))
   out.update(relation_metrics(model, config.data.name))
+  out.update(traversal_metrics(model, config.data.name, images, extractor))
   return out
 
 

@@ -33,13 +33,16 @@ REMOTE_BACKENDS = ("openai", "gemini")
 
 
 def warmup_config(config):
-  """The β-VAE branch alone (A = I, no discriminator) for config.gem.warmup_steps."""
+  """The β-VAE branch alone (A = I, no discriminator) for config.gem.warmup_steps, with
+  beta = config.gem.warmup_beta where set."""
   c = config.copy_and_resolve_references()
   c.model.name, c.model.graph_learner, c.model.adversarial = "warmup", False, False
   c.model.lambda_dis = 1.0
   c.train.num_steps = config.gem.warmup_steps
   c.train.batch_size = config.gem.warmup_batch_size
   c.train.learning_rate = config.gem.warmup_learning_rate
+  if config.gem.get("warmup_beta") is not None:
+    c.model.beta = float(config.gem.warmup_beta)
   return c
 
 

@@ -63,6 +63,7 @@ class StepConfig:
   lambda_sup: float = 1.0        # DEAR: weight of the supervised loss
   dear_num_factors: int = 6      # DEAR: supervised latents k
   label_max: float = 5.0         # DEAR: labels run 0..label_max
+  disc_r1_gamma: float = 0.0     # R1 penalty on the discriminator's real inputs (0: off)
 
   @classmethod
   def from_config(cls, config) -> "StepConfig":
@@ -75,7 +76,8 @@ class StepConfig:
     cfg = cls(beta=mc.beta, likelihood=mc.likelihood, sigma=mc.sigma,
               adversarial=mc.adversarial, lambda_dis=mc.lambda_dis, lambda_adv=mc.lambda_adv,
               lambda_anchor=mc.lambda_anchor if mc.graph_learner else 0.0,
-              anchor_tau=mc.anchor_tau, objective=objective)
+              anchor_tau=mc.anchor_tau, objective=objective,
+              disc_r1_gamma=float(mc.get("disc_r1_gamma", 0.0)))
     if objective == "beta_tcvae":
       if mc.dataset_size <= 0:
         raise ValueError("objective 'beta_tcvae' needs config.model.dataset_size, the number of "
@@ -273,10 +275,17 @@ def train_step(state: TrainState, batch: dict, *, vae: VAE, graph_module, disc, 
   disc_params, disc_opt_state = state.disc_params, state.disc_opt_state
   if disc_batch is not None:
     def disc_loss(p):
-      return adversarial.discriminator_loss(disc.apply(p, *disc_batch.real),
+      loss = adversarial.discriminator_loss(disc.apply(p, *disc_batch.real),
                                             disc.apply(p, *disc_batch.fake))
+      if not cfg.disc_r1_gamma:
+        return loss, (loss, None)
+      r1 = adversarial.r1_penalty(lambda *a: disc.apply(p, *a), disc_batch.real)
+      return loss + 0.5 * cfg.disc_r1_gamma * r1, (loss, r1)
 
-    l_disc, disc_grads = jax.value_and_grad(disc_loss)(state.disc_params)
+    (_, (l_disc, r1)), disc_grads = jax.value_and_grad(disc_loss, has_aux=True)(
+        state.disc_params)
+    if r1 is not None:
+      metrics["disc_r1"] = r1
     disc_grads = jax.lax.pmean(disc_grads, AXIS)
     disc_updates, disc_opt_state = disc_tx.update(disc_grads, state.disc_opt_state,
                                                   state.disc_params)

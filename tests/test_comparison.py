@@ -38,6 +38,7 @@ def test_unknown_method_is_a_clear_error():
 
 def test_gem_sees_as_many_images_as_a_baseline():
   from experiments.configs.table1 import get_config
+  from gem_jax.gem_pipeline import warmup_config
   table = get_config("small")
   base = comparison.method_config(table, "beta_vae", 1)
   gem = comparison.method_config(table, "gem", 1)
@@ -49,6 +50,7 @@ def test_gem_sees_as_many_images_as_a_baseline():
   # The β-VAE run is GEM's warm-up: same learning rate, batch and a checkpoint at its end.
   assert base.train.learning_rate == gem.gem.warmup_learning_rate
   assert base.train.batch_size == gem.gem.warmup_batch_size
+  assert warmup_config(gem).model.beta == base.model.beta
   assert table.gem_warmup_steps % base.train.checkpoint_every == 0
   assert comparison.ordered_methods(get_config("tiny")) == ["beta_vae", "gem"]
 

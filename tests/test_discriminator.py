@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gem_jax.adversarial import discriminator_loss, gem_generator_objective, generator_loss
+from gem_jax.adversarial import (discriminator_loss, gem_generator_objective, generator_loss,
+                                 r1_penalty)
 from gem_jax.discriminator import JointDiscriminator
 
 
@@ -86,3 +87,17 @@ def test_adversarial_losses_move_in_opposite_directions():
 def test_generator_objective_weights():
   assert float(gem_generator_objective(2.0, 1.0)) == pytest.approx(0.6 * 2.0 + 0.8 * 1.0)
   assert float(gem_generator_objective(2.0, 1.0, lambda_dis=1.0, lambda_adv=0.0)) == 2.0
+
+
+def test_r1_penalty_of_a_linear_discriminator_is_its_squared_weight_norm():
+  # D(x, z) = <w, x> + <v, z>: grad_x = w, grad_z = v for every example.
+  w = jnp.arange(12.0).reshape(2, 2, 3) / 10.0
+  v = jnp.array([1.0, -2.0])
+  d_fn = lambda x, z: jnp.sum(x * w, axis=(1, 2, 3)) + z @ v
+  x, z = jnp.ones((5, 2, 2, 3)), jnp.zeros((5, 2))
+  expected = float(jnp.sum(w ** 2) + jnp.sum(v ** 2))
+  assert float(r1_penalty(d_fn, (x, z))) == pytest.approx(expected, rel=1e-6)
+  # A quadratic D has a per-example gradient 2x: the penalty averages 4 ||x_i||^2.
+  xs = jnp.stack([jnp.zeros((2, 2, 3)), jnp.ones((2, 2, 3))])
+  quad = lambda x: jnp.sum(x ** 2, axis=(1, 2, 3))
+  assert float(r1_penalty(quad, (xs,))) == pytest.approx((0.0 + 4.0 * 12) / 2, rel=1e-6)

@@ -76,3 +76,14 @@ def test_edit_moves_the_aligned_latent_through_the_graph(gem_run):
   assert edited.shape == (2, 64, 64, 3)
   with pytest.raises(ValueError, match="unknown attribute 'wings'; this model's attributes"):
     model.edit(images, "wings", 1.0)
+
+
+def test_warmup_beta_sets_only_the_warmup():
+  config = synthetic_gem.get_config("tiny,gem")
+  assert config.gem.warmup_beta is None
+  assert gem_pipeline.warmup_config(config).model.beta == config.model.beta
+  config.gem.warmup_beta = 0.5
+  warm = gem_pipeline.warmup_config(config)
+  assert warm.model.beta == 0.5 and config.model.beta == 4.0
+  assert (warm.model.graph_learner, warm.model.adversarial) == (False, False)
+  assert synthetic_gem.get_config("cpu30").gem.warmup_beta == 0.5

@@ -129,3 +129,21 @@ def test_wrong_a0_size_is_a_clear_error():
   config = _config("gem")
   with pytest.raises(ValueError, match=r"A_0 has shape \(6, 6\) but the model has latent_dim=4"):
     create_train_state(config, make_graph_state(np.eye(6), np.zeros((6, 6))))
+
+
+def test_r1_penalty_only_changes_the_discriminator_update():
+  off = _config("gem")
+  off.model.disc_r1_gamma = 0.0
+  on = _config("gem")
+  on.model.disc_r1_gamma = 10.0
+  state, images = _state(off), _images()
+  after_off, h_off = _run(off, state, images, 1, 1)
+  after_on, h_on = _run(on, state, images, 1, 1)
+  assert "disc_r1" not in h_off[0] and h_on[0]["disc_r1"] > 0
+  # Same first step for the generator; the reported D loss is the unpenalised one.
+  np.testing.assert_allclose(h_on[0]["adv_discriminator"], h_off[0]["adv_discriminator"],
+                             rtol=1e-6)
+  _assert_trees_close(after_on.params, after_off.params, rtol=1e-6, atol=1e-7)
+  diff = max(float(np.max(np.abs(a - b))) for a, b in
+             zip(jax.tree.leaves(after_on.disc_params), jax.tree.leaves(after_off.disc_params)))
+  assert diff > 1e-6

@@ -55,6 +55,7 @@ def _base() -> ml_collections.ConfigDict:
   c.model.lambda_adv = 0.8
   c.model.disc_width = 32
   c.model.disc_hidden = 256
+  c.model.disc_r1_gamma = 10.0     # R1 penalty on D's real pairs (0: off; docs/decisions.md)
   c.model.objective = "beta_vae"   # beta_vae (GEM and its branch) | beta_tcvae | factor_vae | dear
 
   c.train = ml_collections.ConfigDict()
@@ -76,6 +77,7 @@ def _base() -> ml_collections.ConfigDict:
   c.gem.warmup_steps = 10_000
   c.gem.warmup_batch_size = 64
   c.gem.warmup_learning_rate = 1e-4
+  c.gem.warmup_beta = placeholder(float)  # unset: model.beta (docs/decisions.md, "Warm-up beta")
   c.gem.num_scored_images = 1_500  # the paper's N
   c.gem.attributes = ",".join(ATTRIBUTES)
   c.gem.scorer = ml_collections.ConfigDict()
@@ -115,6 +117,7 @@ def _apply_baseline(c: ml_collections.ConfigDict, token: str) -> None:
   m = c.model
   m.name, m.objective = token, token
   m.graph_learner, m.adversarial, m.lambda_dis = False, False, 1.0
+  m.disc_r1_gamma = 0.0            # as published: no gradient penalty on their discriminators
   c.train.batch_size = 64
   if token == "beta_tcvae":
     m.beta = 6.0                   # the TC weight
@@ -167,9 +170,10 @@ def _apply_preset(c: ml_collections.ConfigDict, token: str) -> None:
     c.model.latent_dim = 10
     c.train.learning_rate = 5e-4
     c.train.disc_learning_rate = 2e-4
-    c.train.num_steps = 5_000
-    c.gem.warmup_steps = 6_000
+    c.train.num_steps = 4_000
+    c.gem.warmup_steps = 4_000
     c.gem.warmup_learning_rate = 1e-3
+    c.gem.warmup_beta = 0.5        # isolates all six attributes (docs/decisions.md)
   elif token == "tiny":
     c.data.config = "tiny"
     c.data.shuffle_buffer = 512
