@@ -64,6 +64,7 @@ class StepConfig:
   dear_num_factors: int = 6      # DEAR: supervised latents k
   label_max: float = 5.0         # DEAR: labels run 0..label_max
   disc_r1_gamma: float = 0.0     # R1 penalty on the discriminator's real inputs (0: off)
+  disc_r1_stride: int = 1        # R1 on every stride-th real pair of each device's share
 
   @classmethod
   def from_config(cls, config) -> "StepConfig":
@@ -77,7 +78,10 @@ class StepConfig:
               adversarial=mc.adversarial, lambda_dis=mc.lambda_dis, lambda_adv=mc.lambda_adv,
               lambda_anchor=mc.lambda_anchor if mc.graph_learner else 0.0,
               anchor_tau=mc.anchor_tau, objective=objective,
-              disc_r1_gamma=float(mc.get("disc_r1_gamma", 0.0)))
+              disc_r1_gamma=float(mc.get("disc_r1_gamma", 0.0)),
+              disc_r1_stride=int(mc.get("disc_r1_stride", 1)))
+    if cfg.disc_r1_stride < 1:
+      raise ValueError(f"config.model.disc_r1_stride must be >= 1, got {cfg.disc_r1_stride}")
     if objective == "beta_tcvae":
       if mc.dataset_size <= 0:
         raise ValueError("objective 'beta_tcvae' needs config.model.dataset_size, the number of "
@@ -146,6 +150,17 @@ def example_noise(key: jax.Array, global_index: jax.Array, latent_dim: int) -> j
 
 def _global_index(per_device_batch: int) -> jax.Array:
   return jax.lax.axis_index(AXIS) * per_device_batch + jnp.arange(per_device_batch)
+
+
+def _r1_subset(real: tuple, stride: int) -> tuple:
+  """Every stride-th pair of this device's share: with shares that are multiples of the stride,
+  the devices together take the global batch's every stride-th pair, as one device would."""
+  share = real[0].shape[0]
+  if share % stride:
+    raise ValueError(f"config.model.disc_r1_stride={stride} does not divide the {share} images "
+                     "each device gets (config.train.batch_size / devices); choose a stride "
+                     "that does, or 1")
+  return tuple(t[::stride] for t in real)
 
 
 def _all_finite(tree) -> jax.Array:
@@ -279,7 +294,8 @@ def train_step(state: TrainState, batch: dict, *, vae: VAE, graph_module, disc, 
                                             disc.apply(p, *disc_batch.fake))
       if not cfg.disc_r1_gamma:
         return loss, (loss, None)
-      r1 = adversarial.r1_penalty(lambda *a: disc.apply(p, *a), disc_batch.real)
+      real = _r1_subset(disc_batch.real, cfg.disc_r1_stride)
+      r1 = adversarial.r1_penalty(lambda *a: disc.apply(p, *a), real)
       return loss + 0.5 * cfg.disc_r1_gamma * r1, (loss, r1)
 
     (_, (l_disc, r1)), disc_grads = jax.value_and_grad(disc_loss, has_aux=True)(

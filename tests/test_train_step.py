@@ -147,3 +147,10 @@ def test_r1_penalty_only_changes_the_discriminator_update():
   diff = max(float(np.max(np.abs(a - b))) for a, b in
              zip(jax.tree.leaves(after_on.disc_params), jax.tree.leaves(after_off.disc_params)))
   assert diff > 1e-6
+
+
+def test_r1_stride_that_does_not_divide_a_share_is_a_clear_error():
+  config = _config("gem")
+  config.model.disc_r1_stride = 3
+  with pytest.raises(ValueError, match=r"disc_r1_stride=3 does not divide the 4 images"):
+    _run(config, _state(config), _images(), 2, 1)

@@ -56,6 +56,7 @@ def _base() -> ml_collections.ConfigDict:
   c.model.disc_width = 32
   c.model.disc_hidden = 256
   c.model.disc_r1_gamma = 10.0     # R1 penalty on D's real pairs (0: off; docs/decisions.md)
+  c.model.disc_r1_stride = 8       # R1 on every 8th real pair: 1/8 of its cost (decisions.md)
   c.model.objective = "beta_vae"   # beta_vae (GEM and its branch) | beta_tcvae | factor_vae | dear
 
   c.train = ml_collections.ConfigDict()
@@ -182,6 +183,7 @@ def _apply_preset(c: ml_collections.ConfigDict, token: str) -> None:
     c.model.disc_width = 8
     c.model.disc_hidden = 32
     c.train.batch_size = 8
+    c.model.disc_r1_stride = 2     # a device's share (4 or 8) must be a multiple
     c.train.learning_rate = 1e-3
     c.train.num_steps = 6
     c.train.log_every = 2
