@@ -15,6 +15,8 @@ from typing import Callable
 
 import numpy as np
 
+from gem_jax.plots import to_uint8
+
 
 def expected_levels(logits: np.ndarray) -> np.ndarray:
   """logits [N, k, L] -> the softmax expectation of the level 0..L-1, float [N, k]."""
@@ -43,7 +45,6 @@ def traversal_effect(model, images: np.ndarray, level_logits: Callable[[np.ndarr
     for value in (-delta, delta):
       z = mu.copy()
       z[:, k] = sign * value
-      decoded = np.clip(np.rint(model.decode(z) * 255.0), 0, 255).astype(np.uint8)
-      levels.append(expected_levels(level_logits(decoded)))
+      levels.append(expected_levels(level_logits(to_uint8(model.decode(z)))))
     rows.append((levels[1] - levels[0]).mean(axis=0))
   return np.stack(rows)
