@@ -1,5 +1,6 @@
 # The two set-up commands of the README:  `make demo`  and  `make test`.
 # Each creates .venv and installs requirements.txt first (once).
+# Development: `make lint` (ruff), `make test-fast` (the tests not marked slow), `make benchmark`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ DEMO_DIR ?= runs/demo
 export XLA_FLAGS ?= --xla_force_host_platform_device_count=2
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test benchmark clean
+.PHONY: install demo test test-fast lint benchmark clean
 
 install: $(STAMP)
 
@@ -30,8 +31,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Everything but the tests marked slow (end-to-end training, notebooks, subprocess runs).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(PY) -m ruff check gem_jax experiments tests
+	$(PY) -m pytest -q tests/test_style.py tests/test_layering.py
+
+# One JSON line per model: the β-VAE branch and GEM's train step on this machine.
 benchmark: $(STAMP)
-	$(PY) -m experiments.benchmark --model beta_vae --batch-size 64
+	$(PY) -m experiments.benchmark --model beta_vae --batch_size 64
+	$(PY) -m experiments.benchmark --model gem --batch_size 32
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

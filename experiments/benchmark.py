@@ -1,12 +1,12 @@
 """Speed and memory benchmarks, printed as one JSON object.
 
-    python -m experiments.benchmark --model beta_vae --batch-size 64
+    python -m experiments.benchmark --model beta_vae --batch_size 64
     python -m experiments.benchmark --model beta_vae --upsample conv_transpose
     python -m experiments.benchmark --model somers_d
     python -m experiments.benchmark --model factor_vae --latent_dim 10 --run_tokens cpu30
 
-A model is a method of experiments/configs/table1.py (vae, beta_vae, beta_tcvae, factor_vae,
-dear, gem_single, gem), built from synthetic_gem.py's tokens plus --run_tokens.
+A model is a method of METHOD_TOKENS in experiments/configs/synthetic_gem.py (vae, beta_vae,
+beta_tcvae, factor_vae, dear, gem_single, gem), built from its tokens plus --run_tokens.
 
 A model's figure times the real pmapped train step (Adam updates included) on random uint8
 images after a compile warm-up; GFLOPs are XLA's cost analysis of the compiled step (summed
@@ -18,14 +18,19 @@ import os
 import resource
 import time
 
+import jax
+import numpy as np
 from absl import app, flags
 
-from experiments import cli
+from experiments.benchmark_relations import benchmark_somers_d
+from experiments.configs import synthetic_gem
+from experiments.configs.synthetic_gem import METHOD_TOKENS
+from gem_jax.train.state import create_train_state
+from gem_jax.train.step import make_pmapped_step, replicate
 
-cli.prepare_process()
 _MODEL = flags.DEFINE_string("model", "beta_vae",
                              "What to time: a method's train step (see experiments/configs/"
-                             "table1.py METHOD_TOKENS), or somers_d.")
+                             "synthetic_gem.py METHOD_TOKENS), or somers_d.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps.")
 _UPSAMPLE = flags.DEFINE_string("upsample", None, "Decoder upsampling form override.")
@@ -50,7 +55,6 @@ def _peak_rss_mib() -> float:
 
 
 def _peak_memory() -> dict:
-  import jax
   out = {"peak_rss_mib": _peak_rss_mib()}
   stats = jax.local_devices()[0].memory_stats() or {}
   if "peak_bytes_in_use" in stats:
@@ -70,10 +74,6 @@ def _step_flops(step_fn, rstate, batch) -> float | None:
 
 def benchmark_train_step(config, batch_size: int, steps: int) -> dict:
   """Median step time over `steps` steps after one compile/warm-up step."""
-  import jax
-  import numpy as np
-  from gem_jax.train_state import create_train_state
-  from gem_jax.train_step import make_pmapped_step, replicate
   devices = jax.local_devices()[:config.train.num_devices or None]
   state = create_train_state(config)
   params = sum(x.size for x in jax.tree.leaves(state.params))
@@ -113,11 +113,8 @@ def benchmark_train_step(config, batch_size: int, steps: int) -> dict:
 def main(argv):
   del argv
   if _MODEL.value == "somers_d":
-    from experiments.benchmark_relations import benchmark_somers_d
     print(json.dumps(benchmark_somers_d()))
     return
-  from experiments.configs import synthetic_gem
-  from experiments.configs.table1 import METHOD_TOKENS
   if _MODEL.value not in METHOD_TOKENS:
     raise app.UsageError(f"unknown --model {_MODEL.value!r}; choose from "
                          f"{sorted(METHOD_TOKENS) + ['somers_d']}")

@@ -8,7 +8,6 @@ from absl import app
 
 from experiments import cli
 
-cli.prepare_process()
 main = cli.define_experiment("celeba_gem", "runs/celeba_gem")
 
 if __name__ == "__main__":

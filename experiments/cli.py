@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import logging
-import os
+import sys
 from pathlib import Path
 
+from absl import flags
+from ml_collections import config_flags
+
+from gem_jax import objectives
+from gem_jax.data import DataNotFoundError
+from gem_jax.gem_pipeline import run_gem
+from gem_jax.train import CheckpointError, NonFiniteLossError, RunExistsError, train_and_evaluate
+
 CONFIG_DIR = Path(__file__).parent / "configs"
-
-
-def prepare_process() -> None:
-  """Process set-up for every entry point, before JAX starts: TensorFlow only feeds data
-  (silence its C++ logs), and XLA:CPU gets the project's measured defaults."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  from gem_jax.xla_flags import apply_cpu_flags
-  apply_cpu_flags()
 
 
 def config_path(name: str) -> str:
@@ -28,25 +28,17 @@ def setup_logging() -> None:
 
 def trains_once(config) -> bool:
   """The β-VAE branch (with its ablations, e.g. 'beta_vae,vae') and the Table 1 baselines
-  train once; GEM variants run the two-stage pipeline."""
-  from gem_jax.train_state import objective_of
-  return (objective_of(config.model) != "beta_vae"
-          or config.model.name.split("-")[0] == "beta_vae")
+  train once; GEM variants run the two-stage pipeline (the objective says which)."""
+  return objectives.get(config.model.objective).trains_once(config)
 
 
 def run_experiment(config, workdir: str, resume: bool) -> None:
   """The β-VAE branch alone, a baseline, or GEM's whole pipeline; data errors exit with one
   message."""
-  import sys
-  from gem_jax.checkpoints import CheckpointError
-  from gem_jax.data import DataNotFoundError
-  from gem_jax.train import NonFiniteLossError, RunExistsError
   try:
     if trains_once(config):
-      from gem_jax.train import train_and_evaluate
       train_and_evaluate(config, workdir, resume=resume)
     else:
-      from gem_jax.gem_pipeline import run_gem
       run_gem(config, workdir)
   except (DataNotFoundError, CheckpointError, RunExistsError, NonFiniteLossError) as e:
     sys.exit(f"error: {e}")
@@ -54,8 +46,6 @@ def run_experiment(config, workdir: str, resume: bool) -> None:
 
 def define_experiment(config_name: str, default_workdir: str):
   """Defines --config (with ':tokens'), --workdir and --resume; returns the absl main."""
-  from absl import flags
-  from ml_collections import config_flags
   config = config_flags.DEFINE_config_file("config", config_path(config_name),
                                            "Config file, optionally with ':tokens'.")
   workdir = flags.DEFINE_string("workdir", default_workdir, "Run folder.")

@@ -12,13 +12,18 @@ once into --extractor_dir, then reused): those are NOT Inception FID/KID and the
 which extractor was used. Prints the metrics as JSON and writes them to --out.
 """
 import json
+import sys
 from pathlib import Path
 
 from absl import app, flags
 
 from experiments import cli
+from experiments.configs.table1 import get_config
+from gem_jax.evaluation import evaluate_model, make_extractor
+from gem_jax.relations import Alignment
+from gem_jax.train import CheckpointError
+from gem_jax.trained_model import load
 
-cli.prepare_process()
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A run's workdir or checkpoints/ folder.",
                                   required=True)
 _OUT = flags.DEFINE_string("out", None, "JSON output (default: <checkpoint>/eval.json).")
@@ -39,17 +44,11 @@ _ALIGNMENT = flags.DEFINE_string(
 def main(argv):
   del argv
   cli.setup_logging()
-  import sys
-  from experiments.configs.table1 import get_config
-  from gem_jax.checkpoints import CheckpointError
-  from gem_jax.evaluation import evaluate_model, make_extractor
-  from gem_jax.trained_model import load
   try:
     model = load(_CHECKPOINT.value)
   except CheckpointError as e:
     sys.exit(f"error: {e}")
   if _ALIGNMENT.value:
-    from gem_jax.alignment import Alignment
     alignment = Alignment.from_json(Path(_ALIGNMENT.value).read_text())
     if alignment.latent_dim != model.latent_dim:
       sys.exit(f"error: {_ALIGNMENT.value} aligns {alignment.latent_dim} latents but the model "

@@ -9,7 +9,6 @@ from ml_collections import config_flags
 
 from experiments import cli
 
-cli.prepare_process()
 _CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("lsun_gem"),
                                           "Config file, optionally with ':tokens'.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of images (searched recursively).")

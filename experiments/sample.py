@@ -7,9 +7,11 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from experiments import cli
+import gem_jax
+from gem_jax.data import load_examples
+from gem_jax.plots import save_traversal_figure
+from gem_jax.train import CheckpointError
 
-cli.prepare_process()
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Run workdir or its checkpoints/.",
                                   required=True)
 _OUT = flags.DEFINE_string("out", "traversals.png", "Output PNG.")
@@ -20,10 +22,6 @@ _STEPS = flags.DEFINE_integer("steps", 9, "Values per latent.")
 
 def main(argv):
   del argv
-  import gem_jax
-  from gem_jax.checkpoints import CheckpointError
-  from gem_jax.data import load_examples
-  from gem_jax.plots import save_traversal_figure
   try:
     model = gem_jax.load(_CHECKPOINT.value)
   except CheckpointError as e:

@@ -28,10 +28,11 @@ from typing import Sequence
 from absl import app, flags
 
 from experiments import cli
+from gem_jax.data import DataNotFoundError
+from gem_jax.scorers import BACKENDS, ScorerError
+from gem_jax.scoring import ScoringError, ScoringOptions, run_scoring
 
-cli.prepare_process()
-
-_BACKENDS = ["openai", "gemini", "oracle", "replay"]
+_BACKENDS = list(BACKENDS)
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
@@ -119,9 +120,8 @@ def normalize_argv(argv: Sequence[str], fv: flags.FlagValues = flags.FLAGS) -> l
   return out
 
 
-def options_from_flags(fv: flags.FlagValues = flags.FLAGS):
-  from gem_jax.scoring import ScoringError, ScoringOptions
-
+def options_from_flags(fv: flags.FlagValues = flags.FLAGS) -> ScoringOptions:
+  """The `ScoringOptions` of parsed flags; ScoringError without --backend or --out."""
   if not fv.backend:
     raise ScoringError(
         f"--backend is required: one of {', '.join(_BACKENDS)} "
@@ -160,8 +160,6 @@ def run_cli(argv: Sequence[str], print_fn=print) -> dict:
 
   For tests and notebooks: `run_cli(["score", "--backend=oracle", "--out=/tmp/x"])`.
   """
-  from gem_jax.scoring import run_scoring
-
   fv = flags.FlagValues()
   define_flags(fv)
   fv(normalize_argv(list(argv), fv))
@@ -172,10 +170,6 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   cli.setup_logging()
-  from gem_jax.data import DataNotFoundError
-  from gem_jax.scorers import ScorerError
-  from gem_jax.scoring import ScoringError, run_scoring
-
   try:
     run_scoring(options_from_flags(flags.FLAGS))
   except (ScoringError, ScorerError, DataNotFoundError) as e:

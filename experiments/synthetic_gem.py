@@ -13,7 +13,6 @@ from absl import app
 
 from experiments import cli
 
-cli.prepare_process()
 main = cli.define_experiment("synthetic_gem", "runs/synthetic_gem")
 
 if __name__ == "__main__":

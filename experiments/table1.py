@@ -13,8 +13,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments import cli
+from experiments.comparison import run_table
 
-cli.prepare_process()
 _CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("table1"),
                                           "Table config, optionally with ':preset'.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/table1", "Folder of all runs and the tables.")
@@ -24,7 +24,6 @@ _BENCHMARK = flags.DEFINE_bool("benchmark", True, "Time each method for the Tabl
 def main(argv):
   del argv
   cli.setup_logging()
-  from gem_jax.comparison import run_table
   print(run_table(_CONFIG.value, _WORKDIR.value, benchmark=_BENCHMARK.value))
 
 

@@ -1,6 +1,7 @@
 """Evaluation of one trained model: reconstruction, FD/KD of reconstructions and samples,
-disentanglement against ground-truth factors, relation recovery (issue 5's metrics), and for
-aligned models on synthetic_faces the traversal effect of each aligned latent.
+disentanglement against the data set's ground-truth factors, relation recovery against its
+true graph, and for aligned models the traversal effect of each aligned latent (when the feature
+extractor classifies the aligned attributes: the local CNN on synthetic_faces).
 
     metrics = evaluate_model(model, model.config, eval_config, extractor)
 
@@ -16,10 +17,13 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from gem_jax.data import load_examples
+from gem_jax.data import DatasetSpec, get_dataset, load_examples
+from gem_jax.metrics import disentanglement as dm
+from gem_jax.metrics import features
+from gem_jax.metrics.fid import frechet_distance, kernel_inception_distance
+from gem_jax.metrics.traversal import traversal_effect
 from gem_jax.plots import to_uint8
-
-NUISANCE_BINS = 6  # synthetic_faces' continuous nuisance factors -> quantile bins
+from gem_jax.relations.recovery import relation_recovery
 
 
 def batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int = 250,
@@ -37,33 +41,10 @@ def sample_images(model, num: int, seed: int, batch: int = 250) -> np.ndarray:
                          for i in range(0, num, batch)])
 
 
-def quantile_bins(values: np.ndarray, num_bins: int) -> np.ndarray:
-  """Continuous values [N] -> int bins 0..num_bins-1 of (near) equal frequency."""
-  edges = np.quantile(values, np.linspace(0, 1, num_bins + 1)[1:-1])
-  return np.digitize(values, edges).astype(np.int64)
-
-
-def ground_truth_factors(dataset: str, examples: dict) -> tuple[np.ndarray | None, list[str]]:
-  """Discrete ground-truth factors int [N, k] and their names, or (None, []) when the data
-  set has none. synthetic_faces: the 6 attributes (0..5) and the 6 nuisance factors in
-  NUISANCE_BINS quantile bins; CelebA: its 40 binary attributes when present."""
-  if dataset == "synthetic_faces":
-    from gem_jax.data.synthetic_faces import ATTRIBUTES, NUISANCE
-    attrs = np.asarray(examples["attributes"], np.int64)
-    nuisance = np.asarray(examples["factors"])[:, len(ATTRIBUTES):]
-    bins = np.stack([quantile_bins(v, NUISANCE_BINS) for v in nuisance.T], axis=1)
-    return np.concatenate([attrs, bins], axis=1), list(ATTRIBUTES) + list(NUISANCE)
-  if "attributes" in examples and np.asarray(examples["attributes"]).ndim == 2:
-    attrs = np.asarray(examples["attributes"])
-    return (attrs > 0).astype(np.int64), [f"attr{i}" for i in range(attrs.shape[1])]
-  return None, []
-
-
 def image_metrics(model, images: np.ndarray, codes: np.ndarray, eval_config, extractor,
                   seed: int) -> dict:
   """MSE of the reconstructions decode(codes) of images uint8 [N, H, W, 3] from their
   posterior means codes [N, d], and FD/KD (under `extractor`) of reconstructions and samples."""
-  from gem_jax.metrics.fid import frechet_distance, kernel_inception_distance
   recon = batched(model.decode, codes, desc="decode")
   x = images.astype(np.float32) / 255.0
   samples = sample_images(model, eval_config.num_samples, seed)
@@ -83,7 +64,6 @@ def image_metrics(model, images: np.ndarray, codes: np.ndarray, eval_config, ext
 def disentanglement_metrics(codes: np.ndarray, factors: np.ndarray, names: list[str],
                             eval_config, seed: int) -> dict:
   """DCI, MIG, SAP and the FactorVAE score of codes [N, d] against factors int [N, k]."""
-  from gem_jax.metrics import disentanglement as dm
   dci = dm.dci(codes, factors, seed=seed, max_train=eval_config.dci_max_train)
   fvae = dm.factor_vae_score(codes, factors, seed=seed,
                              num_variance_estimate=min(10_000, len(codes)))
@@ -108,13 +88,13 @@ def learned_relations(model) -> tuple[np.ndarray, list[int]] | None:
   return None
 
 
-def relation_metrics(model, dataset: str) -> dict:
-  """Relation recovery of the learned graph against synthetic_faces' TRUE_GRAPH (in the
-  model's latent order and signs); {} for data without a true graph or models without one."""
-  if dataset != "synthetic_faces":
+def relation_metrics(model, spec: DatasetSpec) -> dict:
+  """Relation recovery of the learned graph against the data set's true graph (synthetic_faces'
+  TRUE_GRAPH), in the model's latent order and signs; {} for data without a true graph or
+  models without one."""
+  if spec.true_graph is None:
     return {}
-  from gem_jax.data.synthetic_faces import ATTRIBUTES, INDEPENDENT_PAIRS, TRUE_GRAPH
-  from gem_jax.metrics.graph_recovery import relation_recovery
+  attributes = list(spec.attribute_names)
   found = learned_relations(model)
   if found is None:
     return {}
@@ -125,10 +105,11 @@ def relation_metrics(model, dataset: str) -> dict:
     sub = learned[np.ix_(latents, latents)] * np.outer(signs, signs)
     a0 = np.asarray(model.graph_state["a0"])[np.ix_(latents, latents)] * np.outer(signs, signs)
   else:
-    names, sub, a0 = list(ATTRIBUTES[:len(latents)]), learned[:6, :6], None
-  idx = [ATTRIBUTES.index(n) for n in names]
-  truth = np.asarray(TRUE_GRAPH, np.float64)[np.ix_(idx, idx)]
-  pairs = [(names.index(a), names.index(b)) for a, b in INDEPENDENT_PAIRS
+    num = len(attributes)
+    names, sub, a0 = attributes[:len(latents)], learned[:num, :num], None
+  idx = [attributes.index(n) for n in names]
+  truth = np.asarray(spec.true_graph, np.float64)[np.ix_(idx, idx)]
+  pairs = [(names.index(a), names.index(b)) for a, b in spec.independent_pairs
            if a in names and b in names]
   out = {f"relation_{k}": v for k, v in
          relation_recovery(sub, truth, independent_pairs=pairs).items()}
@@ -142,18 +123,22 @@ TRAVERSAL_IMAGES = 256  # images whose codes are traversed for traversal_metrics
 TRAVERSAL_DELTA = 2.0   # each aligned latent goes from -delta to +delta
 
 
-def traversal_metrics(model, dataset: str, images: np.ndarray, extractor) -> dict:
+def traversal_metrics(model, images: np.ndarray, extractor) -> dict:
   """Traversal effect (gem_jax.metrics.traversal) of each aligned latent on every attribute, in
-  levels 0..5 read by the local CNN's attribute heads: {} unless the model has an alignment,
-  the data set is synthetic_faces and the extractor classifies its attributes."""
-  if model.alignment is None or dataset != "synthetic_faces" or not hasattr(extractor, "outputs"):
+  levels (synthetic_faces: 0..5) read by the local CNN's attribute heads: {} unless the model
+  has an alignment and the extractor has a head for each aligned attribute (its
+  meta['attribute_names']; the local CNN of synthetic_faces has one per attribute, CelebA's
+  are unnamed columns).
+
+  images: uint8 [N, H, W, 3]; the first TRAVERSAL_IMAGES are traversed.
+  """
+  if model.alignment is None or not hasattr(extractor, "outputs"):
     return {}
-  from gem_jax.data.synthetic_faces import ATTRIBUTES
-  from gem_jax.metrics.traversal import traversal_effect
+  heads = list(getattr(extractor, "meta", {}).get("attribute_names", ()))
   names = list(model.alignment.attribute_names)
-  if any(n not in ATTRIBUTES for n in names):
+  if any(n not in heads for n in names):
     return {}
-  columns = [ATTRIBUTES.index(n) for n in names]
+  columns = [heads.index(n) for n in names]
   effect = traversal_effect(model, images[:TRAVERSAL_IMAGES],
                             lambda x: extractor.outputs(x, "logits")[:, columns],
                             delta=TRAVERSAL_DELTA)
@@ -170,18 +155,18 @@ def evaluate_model(model, config, eval_config, extractor, seed: int = 0) -> dict
                eval_config.split)
   codes = batched(lambda x: model.encode(x)[0], images, desc="encode")
   out = image_metrics(model, images, codes, eval_config, extractor, seed)
-  factors, names = ground_truth_factors(config.data.name, examples)
+  spec = get_dataset(config.data)
+  factors, names = spec.ground_truth_factors(examples)
   if factors is not None:
     out.update(disentanglement_metrics(codes, factors, names, eval_config, seed))
-  out.update(relation_metrics(model, config.data.name))
-  out.update(traversal_metrics(model, config.data.name, images, extractor))
+  out.update(relation_metrics(model, spec))
+  out.update(traversal_metrics(model, images, extractor))
   return out
 
 
 def make_extractor(data_config, eval_config, cache_root: str):
   """InceptionV3 from eval_config.inception_weights when set, else the project's local CNN
   for this data set (trained once into cache_root and reused)."""
-  from gem_jax.metrics import features
   if eval_config.get("inception_weights"):
     return features.InceptionV3Features.from_file(eval_config.inception_weights)
   return features.local_extractor(data_config, cache_root,

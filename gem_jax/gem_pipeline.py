@@ -1,4 +1,4 @@
-"""GEM's two-stage pipeline in one call, each stage resumable (DESIGN.md stages 2-7).
+"""GEM's two-stage pipeline in one call, each stage resumable (docs/design.md stages 2-7).
 
     <workdir>/warmup/   stage 1: the β-VAE branch with A = I (checkpoints, samples, metrics)
     <workdir>/scores/   stage 2: MLLM (or oracle SIMULATION) scores of the first N images,
@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gem_jax import checkpoints
-from gem_jax.alignment import Alignment, align_latents, initial_graph
-from gem_jax.data import load_examples
-from gem_jax.disgraph import edge_mask, node_mask_from_alignment
-from gem_jax.relations import somers_d
-from gem_jax.train import train_and_evaluate
-from gem_jax.train_state import make_graph_state
+from gem_jax.data import DatasetSpec, get_dataset, load_examples
+from gem_jax.models.disgraph import edge_mask, node_mask_from_alignment
+from gem_jax.plots import Panel, save_relation_panels, save_traversal_figure
+from gem_jax.relations import Alignment, align_latents, initial_graph, somers_d
+from gem_jax.scoring import ScoringOptions, parse_attribute_list, score_images
+from gem_jax.train import checkpoints, train_and_evaluate
+from gem_jax.train.state import make_graph_state
 from gem_jax.trained_model import TrainedModel, load
 
 REMOTE_BACKENDS = ("openai", "gemini")
@@ -47,7 +47,8 @@ def warmup_config(config):
 
 
 def attribute_names(config) -> list[str]:
-  names = [a.strip() for a in config.gem.attributes.split(",") if a.strip()]
+  """The n attributes of config.gem.attributes ('bangs,bald,...'), at most one per latent."""
+  names = parse_attribute_list(config.gem.attributes)
   if len(names) > config.model.latent_dim:
     raise ValueError(f"{len(names)} attributes but latent_dim={config.model.latent_dim}: "
                      "each attribute needs its own latent")
@@ -62,39 +63,20 @@ def run_warmup(config, workdir: Path) -> None:
   train_and_evaluate(wc, workdir, resume=True)
 
 
-def dataset_labels(config, examples: dict) -> tuple[np.ndarray | None, list[str] | None]:
-  """(labels [N, k], names) the oracle may read: synthetic_faces' levels 0..5, CelebA's six
-  GEM attributes (0/1, Beard = not No_Beard); (None, None) for unlabelled folders."""
-  if config.data.name == "synthetic_faces":
-    from gem_jax.data.synthetic_faces import ATTRIBUTES
-    return np.asarray(examples["attributes"]), list(ATTRIBUTES)
-  if config.data.name == "celeba" and "gem_labels" in examples:
-    from gem_jax.data.celeba import GEM_ATTRIBUTES
-    return np.where(np.asarray(examples["gem_labels"]) > 0, 1, -1), list(GEM_ATTRIBUTES)
-  return None, None
-
-
 def run_scoring(config, workdir: Path, examples: dict) -> np.ndarray:
-  """Scores int32 [N, n] of the first N training images; cached per answer."""
-  from gem_jax import scoring
-  names = attribute_names(config)
+  """Scores int32 [N, n] of the N images in `examples` (the first of config.data.split):
+  `gem_jax.scoring.score_images`, through the answer cache <workdir>/score_cache.jsonl, into
+  <workdir>/scores.npy and scores.json (the schema of docs/scorers.md). The oracle reads the
+  data set's labels (`DatasetSpec.oracle_labels`)."""
   sc = config.gem.scorer
-  labels, label_names = dataset_labels(config, examples)
-  if sc.backend == "oracle":
-    scoring.validate_attributes(names, label_names)
-  scorer = scoring.build_scorer(sc.backend, model=sc.model, base_url=sc.base_url,
-                                images=examples["image"], labels=labels,
-                                label_names=label_names, accuracy=sc.accuracy,
-                                seed=config.seed, concurrency=sc.concurrency,
-                                replay_path=sc.replay_path)
-  workdir.mkdir(parents=True, exist_ok=True)
-  scores = scoring.score_dataset(examples["image"], names, scorer,
-                                 str(workdir / "score_cache.jsonl"))
-  np.save(workdir / "scores.npy", scores)
-  (workdir / "scores.json").write_text(json.dumps(
-      {"attributes": names, "scorer": scorer.describe(),
-       "is_simulation": bool(scorer.is_simulation)}, indent=2))
-  return scores
+  labels, label_names = get_dataset(config.data).oracle_labels(examples)
+  options = ScoringOptions(
+      backend=sc.backend, out=str(workdir), model=sc.model, base_url=sc.base_url,
+      dataset=config.data.name, data_config=config.data.get("config"),
+      split=config.data.split, attributes=attribute_names(config),
+      num_images=len(examples["image"]), accuracy=sc.accuracy, seed=config.seed,
+      concurrency=sc.concurrency, replay_path=sc.replay_path)
+  return score_images(options, examples["image"], labels, label_names).scores
 
 
 def run_alignment(config, workdir: Path, warmup_dir: Path, images: np.ndarray,
@@ -148,35 +130,33 @@ def run_gem(config, workdir: str | Path):
 
 def write_figures(config, model: TrainedModel, out: Path, image: np.ndarray) -> None:
   """Traversals labelled by attribute; A_0 next to the learned A (and the truth)."""
-  from gem_jax.plots import save_traversal_figure
-  from gem_jax.relation_plots import Panel, save_relation_panels
   values = np.linspace(-2.5, 2.5, 9)
   save_traversal_figure(out / "traversals.png", model.traverse_all(image, values), values,
                         model.latent_labels(), title=f"{config.model.name} @ {model.step}")
   labels = model.latent_labels()
   a0 = np.asarray(model.graph_state["a0"])
   panels = [Panel(a0, "A_0 (from Somers' D)"), Panel(np.asarray(model.adjacency), "learned A")]
-  truth = latent_order_truth(config, model)
+  truth = latent_order_truth(get_dataset(config.data), model)
   if truth is not None:
     panels.append(Panel(truth, "true graph (latent order)"))
   save_relation_panels(out / "graphs.png", panels, labels, title="DisGraph, row -> column",
                        subtitle=_simulation_note(model))
 
 
-def latent_order_truth(config, model: TrainedModel) -> np.ndarray | None:
-  """TRUE_GRAPH permuted into latent order with the alignment's signs (synthetic_faces)."""
-  if config.data.name != "synthetic_faces" or model.alignment is None:
+def latent_order_truth(spec: DatasetSpec, model: TrainedModel) -> np.ndarray | None:
+  """The data set's true graph permuted into latent order with the alignment's signs, or None
+  (no true graph, or a model without alignment)."""
+  if spec.true_graph is None or model.alignment is None:
     return None
-  from gem_jax.data.synthetic_faces import ATTRIBUTES, TRUE_GRAPH
+  names = list(spec.attribute_names)
   al = model.alignment
-  d = model.latent_dim
-  out = np.eye(d, dtype=np.float32)
-  index = {name: ATTRIBUTES.index(name) for name in al.attribute_names}
+  out = np.eye(model.latent_dim, dtype=np.float32)
+  index = {name: names.index(name) for name in al.attribute_names}
   for a, name_a in enumerate(al.attribute_names):
     for b, name_b in enumerate(al.attribute_names):
       if a != b:
         k, l = al.latent_of_attribute[a], al.latent_of_attribute[b]
-        out[k, l] = al.signs[a] * al.signs[b] * TRUE_GRAPH[index[name_a], index[name_b]]
+        out[k, l] = al.signs[a] * al.signs[b] * spec.true_graph[index[name_a], index[name_b]]
   return out
 
 

@@ -16,18 +16,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gem_jax import checkpoints
-from gem_jax.scm_prior import masked_weights, scm_sample
-from gem_jax.train_state import make_graph_module, make_model
-from gem_jax.vae import VAE, relate
-
-MODEL_KIND = "gem_jax/vae"
+from gem_jax.models import VAE, relate
+from gem_jax.objectives.dear import masked_weights, scm_sample
+from gem_jax.relations.alignment import Alignment
+from gem_jax.train import checkpoints
+from gem_jax.train.checkpoints import MODEL_KIND
+from gem_jax.train.state import make_graph_module, make_model
 
 
 class TrainedModel:
   """Wraps a VAE module, its parameters and the graph A (adjacency [d, d]).
 
-  `alignment` (a gem_jax.alignment.Alignment or None) names the attribute of each latent.
+  `alignment` (a gem_jax.relations.Alignment or None) names the attribute of each latent.
   `scm_weights` [d, d]: a DEAR model's learned SCM prior (None otherwise); its decoder reads z
   itself (adjacency = I) and `sample` draws from that prior.
   """
@@ -166,8 +166,5 @@ def load(checkpoint_dir: str, step: int | None = None) -> TrainedModel:
         f"{checkpoint_dir} holds a checkpoint of kind {meta.get('kind')!r}, not a "
         f"{MODEL_KIND!r} model")
   config = ml_collections.ConfigDict(meta["config"])
-  alignment = None
-  if meta.get("alignment"):
-    from gem_jax.alignment import Alignment
-    alignment = Alignment.from_json(meta["alignment"])
+  alignment = Alignment.from_json(meta["alignment"]) if meta.get("alignment") else None
   return TrainedModel.from_state(config, state, alignment, meta)

@@ -1,10 +1,11 @@
 """XLA:CPU flags the project runs with by default, chosen by measurement.
 
 On jax 0.10.2's XLA:CPU, the YNNPACK/XNNPACK fusions made this project's conv train step
-about 1.7x slower on the 2-core development machine (compare
-`python -m experiments.benchmark` with and without GEM_JAX_XLA_DEFAULTS=0). `apply_cpu_flags()` must run
-before JAX creates its backend (i.e. before the first computation); the entry points and the
-tests call it first thing. Set GEM_JAX_XLA_DEFAULTS=0 to leave XLA_FLAGS untouched.
+about 1.7x slower on the 2-core development machine (compare `python -m experiments.benchmark`
+with and without GEM_JAX_XLA_DEFAULTS=0). `apply_cpu_flags()` must run
+before JAX creates its backend (i.e. before the first computation); importing `experiments`
+and the tests' conftest call it first thing. Set GEM_JAX_XLA_DEFAULTS=0 to leave XLA_FLAGS
+untouched.
 """
 import os
 

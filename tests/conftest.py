@@ -5,6 +5,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 from gem_jax.xla_flags import apply_cpu_flags  # noqa: E402
+
 apply_cpu_flags()
 
 import pytest  # noqa: E402

@@ -1,4 +1,4 @@
-"""Tests for gem_jax.alignment: Hungarian latent matching, signs, and the initial graph."""
+"""Tests for gem_jax.relations.alignment: Hungarian latent matching, signs, the initial graph."""
 
 import dataclasses
 import json
@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from gem_jax.alignment import Alignment, align_latents, initial_graph, spearman_matrix
-from gem_jax.relations import somers_d
+from gem_jax.relations import Alignment, align_latents, initial_graph, somers_d, spearman_matrix
 
 NAMES = ("bangs", "bald", "gender", "beard")
 

@@ -10,13 +10,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.configs import synthetic_gem
-from gem_jax import factor_vae, scm_prior, tc_vae
+import gem_jax
+from experiments.configs import celeba_gem, synthetic_gem
+from gem_jax.data import make_train_iterator
 from gem_jax.data.synthetic_faces import TRUE_GRAPH
-from gem_jax.train_state import create_train_state, make_model
-from gem_jax.train_step import example_noise, make_pmapped_step, replicate
+from gem_jax.models import VAE, ZDiscriminator
+from gem_jax.objectives import beta_tcvae as tc_vae
+from gem_jax.objectives import dear as scm_prior
+from gem_jax.objectives import factor_vae
+from gem_jax.train import train_and_evaluate
+from gem_jax.train.state import create_train_state, make_model
+from gem_jax.train.step import example_noise, make_pmapped_step, replicate
 from gem_jax.trained_model import TrainedModel
-from gem_jax.vae import VAE
 
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVES = ("beta_tcvae", "factor_vae", "dear")
@@ -182,7 +187,7 @@ def test_factor_vae_trains_its_discriminator_and_penalises_tc(runs):
 
 
 def test_z_discriminator_shape():
-  disc = factor_vae.ZDiscriminator(num_layers=2, width=16)
+  disc = ZDiscriminator(num_layers=2, width=16)
   params = disc.init(jax.random.PRNGKey(0), jnp.zeros((3, 4)))
   assert disc.apply(params, jnp.ones((5, 4))).shape == (5,)
 
@@ -259,14 +264,12 @@ def test_tokens_set_the_objectives():
   assert synthetic_gem.get_config("factor_vae").train.batch_size == 64
   assert synthetic_gem.get_config("dear").data.label_key == "attributes"
   assert synthetic_gem.get_config("gem").model.objective == "beta_vae"
-  from experiments.configs import celeba_gem
   c = celeba_gem.get_config("dear")
   assert (c.data.label_key, c.data.label_max, c.model.dear_supergraph) == ("gem_labels", 1,
                                                                           "full")
 
 
 def test_pipeline_feeds_labels_only_when_asked(tiny_config):
-  from gem_jax.data import make_train_iterator
   kw = dict(global_batch=8, num_devices=2, seed=0)
   plain = next(make_train_iterator(tiny_config.data, **kw))
   assert set(plain) == {"image"}
@@ -298,8 +301,6 @@ def test_entry_point_trains_beta_tcvae(tfds_dir, tmp_path):
 
 def test_dear_trains_from_the_data_sets_labels(tfds_dir, tmp_path):
   """train_and_evaluate feeds config.data.label_key to DEAR; the checkpoint restores its A."""
-  import gem_jax
-  from gem_jax.train import train_and_evaluate
   config = synthetic_gem.get_config("tiny,dear")
   config.data.data_dir = tfds_dir
   config.train.num_steps = config.train.checkpoint_every = config.train.sample_every = 1

@@ -9,10 +9,16 @@ import shutil
 import ml_collections
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from PIL import Image, ImageDraw
 
 from gem_jax.data import celeba
-from gem_jax.data.celeba_builder import CelebaLocal, celeba_builder, read_tables
+from gem_jax.data.celeba_builder import (
+  CelebaLocal,
+  builder_config_name,
+  celeba_builder,
+  read_tables,
+)
 from gem_jax.data.celeba_files import REQUIRED
 from gem_jax.data.errors import DataNotFoundError
 from gem_jax.data.image_folder import UnreadableImageError
@@ -92,7 +98,6 @@ def built(fake, tmp_path_factory):
 
 
 def _split(builder, split):
-  import tensorflow_datasets as tfds
   ds = builder.as_dataset(split=split, shuffle_files=False, batch_size=-1)
   return tfds.as_numpy(ds)
 
@@ -223,7 +228,6 @@ def test_crop256_config(fake, tmp_path):
 
 
 def test_manual_dir_is_a_source(fake, tmp_path):
-  import tensorflow_datasets as tfds
   root, _ = fake
   builder = CelebaLocal(data_dir=str(tmp_path))
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=root))
@@ -260,7 +264,6 @@ def test_corrupt_jpeg_is_named(fake, tmp_path):
 
 
 def test_unknown_config_is_listed():
-  from gem_jax.data.celeba_builder import builder_config_name
   assert builder_config_name("default") == "crop64"
   with pytest.raises(ValueError, match="crop64, crop256"):
     builder_config_name("crop128")
@@ -268,7 +271,6 @@ def test_unknown_config_is_listed():
 
 def _prepare_fake_celeb_a(root, data_dir, monkeypatch):
   """Prepares tfds's own celeb_a from the fake folder, its downloads replaced by local files."""
-  import tensorflow_datasets as tfds
   (root / "identity_CelebA.txt").write_text(
       "".join(f"{_name(i)} {100 + i}\n" for i in range(len(PARTITION))))
   files = {"img_align_celeba": root / "img_align_celeba",

@@ -1,10 +1,17 @@
 """The Table 1 machinery: aggregation and formatting exactly, and the tiny preset end to end."""
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from gem_jax import comparison
+from experiments import comparison
+from experiments.configs import synthetic_gem
+from experiments.configs.table1 import get_config
+from gem_jax.gem_pipeline import warmup_config
+from gem_jax.train import train_and_evaluate
 
 
 def test_mean_std_uses_sample_std_and_skips_missing():
@@ -29,7 +36,6 @@ def test_markdown_table_cells():
 
 
 def test_unknown_method_is_a_clear_error():
-  from experiments.configs.table1 import get_config
   with pytest.raises(ValueError, match="unknown method 'resnet'"):
     comparison.method_config(get_config("tiny"), "resnet", 0)
   with pytest.raises(ValueError, match="unknown table1 preset"):
@@ -37,8 +43,6 @@ def test_unknown_method_is_a_clear_error():
 
 
 def test_gem_sees_as_many_images_as_a_baseline():
-  from experiments.configs.table1 import get_config
-  from gem_jax.gem_pipeline import warmup_config
   table = get_config("small")
   base = comparison.method_config(table, "beta_vae", 1)
   gem = comparison.method_config(table, "gem", 1)
@@ -56,7 +60,6 @@ def test_gem_sees_as_many_images_as_a_baseline():
 
 
 def test_tiny_table_end_to_end(tfds_dir, tmp_path):
-  from experiments.configs.table1 import get_config
   table = get_config("tiny")
   table.data_dir = tfds_dir
   text = comparison.run_table(table, str(tmp_path), benchmark=False)
@@ -83,11 +86,6 @@ def test_tiny_table_end_to_end(tfds_dir, tmp_path):
 
 def test_evaluate_entry_point(tfds_dir, tmp_path):
   """`python -m experiments.evaluate` on a tiny β-VAE checkpoint writes every metric."""
-  import os
-  import subprocess
-  import sys
-  from experiments.configs import synthetic_gem
-  from gem_jax.train import train_and_evaluate
   config = synthetic_gem.get_config("tiny,beta_vae")
   config.data.data_dir = tfds_dir
   config.train.num_steps = 2

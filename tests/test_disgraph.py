@@ -1,13 +1,20 @@
-"""DisGraph, its weighted GCN on jraph, and the SUBLIME anchor (Eq. 9, DESIGN.md stage 7)."""
+"""DisGraph, its weighted GCN on jraph, and the SUBLIME anchor (Eq. 9, docs/design.md stage 7)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from gem_jax import disgraph
-from gem_jax.disgraph import (DisGraph, GraphLearner, WeightedGCNLayer, anchor_loss,
-                              graphs_tuple_from_adjacency, normalized_adjacency, update_anchor)
+from gem_jax.models import disgraph
+from gem_jax.models.disgraph import (
+  DisGraph,
+  GraphLearner,
+  WeightedGCNLayer,
+  anchor_loss,
+  graphs_tuple_from_adjacency,
+  normalized_adjacency,
+  update_anchor,
+)
 
 D = 5
 

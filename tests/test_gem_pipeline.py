@@ -6,7 +6,8 @@ import pytest
 
 from experiments.configs import synthetic_gem
 from gem_jax import gem_pipeline
-from gem_jax.alignment import Alignment
+from gem_jax.models import relate
+from gem_jax.relations import Alignment
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,6 @@ def test_traversal_propagates_through_the_graph(gem_run):
   z = np.zeros((2, model.latent_dim), np.float32)
   z[1, k] = 1.0
   # Moving latent k moves z_rel[l] by A[k, l]: the decoder sees the graph's effect.
-  from gem_jax.vae import relate
   z_rel = np.asarray(relate(z, model.adjacency))
   np.testing.assert_allclose(z_rel[1, l] - z_rel[0, l], a[k, l], atol=1e-6)
 

@@ -6,8 +6,13 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from gem_jax.data.errors import DataNotFoundError
-from gem_jax.data.image_folder import (ImageFolder, UnreadableImageError, config_name,
-                                       image_folder_builder, split_files)
+from gem_jax.data.image_folder import (
+  ImageFolder,
+  UnreadableImageError,
+  config_name,
+  image_folder_builder,
+  split_files,
+)
 
 GOOD = {  # relative path -> (width, height)
     "a.png": (100, 80),

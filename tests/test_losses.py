@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gem_jax import losses
+from gem_jax.objectives import losses
 
 
 def test_kl_is_zero_at_the_prior_and_matches_closed_form():

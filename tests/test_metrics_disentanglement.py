@@ -1,4 +1,5 @@
-"""Tests of gem_jax.metrics.disentanglement (DCI, MIG, SAP, FactorVAE) and graph_recovery.
+"""Tests of gem_jax.metrics.disentanglement (DCI, MIG, SAP, FactorVAE) and relation recovery
+(gem_jax.relations.recovery).
 
 The factors are a full grid over levels (2, 2, 3, 4) repeated 10 times (480 rows): exactly
 independent in the sample, so the MI and correlation between different factors is exactly 0
@@ -16,7 +17,7 @@ import scipy.stats
 from sklearn import metrics as sk_metrics
 
 from gem_jax.metrics import disentanglement as dis
-from gem_jax.metrics.graph_recovery import relation_recovery
+from gem_jax.relations.recovery import relation_recovery
 
 LEVELS = (2, 2, 3, 4)
 PERMUTATION = [2, 0, 3, 1]

@@ -1,10 +1,13 @@
 """FID / KID against direct scipy computations; the feature extractors (local CNN, InceptionV3)."""
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 import scipy.linalg
 
+from experiments.configs import synthetic_gem
+from gem_jax.data import load_examples
 from gem_jax.metrics import features as feats_lib
 from gem_jax.metrics import local_features
 from gem_jax.metrics.fid import frechet_distance, kernel_inception_distance
@@ -136,7 +139,6 @@ def test_kid_is_near_zero_for_one_distribution_and_grows_with_a_shift():
 
 @pytest.fixture(scope="module")
 def data_config(tfds_dir):
-  from experiments.configs import synthetic_gem
   config = synthetic_gem.get_config("tiny,beta_vae")
   config.data.data_dir = tfds_dir
   return config.data
@@ -150,12 +152,10 @@ def cached(data_config, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def images(data_config):
-  from gem_jax.data import load_examples
   return load_examples(data_config, "test", 40)["image"]
 
 
 def test_local_features_shape_dtype_name_and_meta(cached, data_config, images):
-  from gem_jax.data import load_examples
   extractor, _ = cached
   out = extractor(images)
   assert out.shape == (40, 256) and out.dtype == np.float32 and extractor.dim == 256
@@ -225,7 +225,6 @@ def test_local_features_reject_bad_images(cached):
 
 
 def test_unlabelled_data_sets_ask_for_inception_weights(tmp_path):
-  import ml_collections
   config = ml_collections.ConfigDict(dict(name="image_folder", config="x", image_dir="/nowhere"))
   for fn in (local_features.local_extractor, local_features.train_local_extractor):
     with pytest.raises(ValueError, match="no labels.*InceptionV3 weights file"):

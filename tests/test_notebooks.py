@@ -1,5 +1,4 @@
 """Executes the notebooks with the tiny preset so they cannot rot."""
-import os
 from pathlib import Path
 
 import nbformat

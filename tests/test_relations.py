@@ -1,4 +1,4 @@
-"""Tests for gem_jax.relations: contingency-table Somers' D against scipy.stats.somersd."""
+"""Tests for gem_jax.relations.somers_d: contingency-table Somers' D against scipy.stats.somersd."""
 
 import jax
 import jax.numpy as jnp

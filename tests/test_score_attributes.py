@@ -1,15 +1,24 @@
-"""Tests of `python -m experiments.score_attributes` and `gem_jax.scoring` (synthetic_faces/tiny)."""
+"""Tests of `python -m experiments.score_attributes` and gem_jax.scoring (synthetic_faces/tiny)."""
 
 import json
 import os
 import subprocess
 import sys
+import types
+from pathlib import Path
 
+import ml_collections
 import numpy as np
 import pytest
+from absl import flags
+from PIL import Image
 
 from experiments import score_attributes
-from gem_jax import scoring
+from experiments.configs import synthetic_gem
+from gem_jax import gem_pipeline, scoring
+from gem_jax.data import get_dataset, load_examples
+from gem_jax.data import synthetic_faces as sf
+from gem_jax.relations import somers_d
 from gem_jax.scorers import encode_png
 from gem_jax.scorers.oracle import OracleScorer
 
@@ -83,8 +92,6 @@ def test_oracle_run_writes_everything(oracle_run):
   s = np.load(os.path.join(out, "somers_d.npy"))
   assert s.dtype == np.float32 and s.shape == (6, 6)
   np.testing.assert_allclose(np.diag(s), 1.0)
-  from gem_jax.relations import somers_d
-
   np.testing.assert_allclose(s, np.asarray(somers_d(scores)), atol=1e-6)
   sd = json.load(open(os.path.join(out, "somers_d.json")))
   assert sd["attributes"] == ATTRS and "impact of attributes[i] (row)" in sd["definition"]
@@ -109,8 +116,6 @@ def test_oracle_run_writes_everything(oracle_run):
   assert len(truth["independent_pairs"]) == 4
   assert acc["truth"]["from_labels"]["sign_agreement"] == 1.0  # the labels know the truth
   assert acc["truth"]["population"]["scores_vs_population"]["max_abs_diff"] >= 0.0
-
-  from PIL import Image
 
   for png in ("somers_d.png", "somers_d_vs_truth.png"):
     with Image.open(os.path.join(out, png)) as im:
@@ -181,8 +186,6 @@ def test_cli_subprocess_hyphenated_flags_and_clean_error(tfds_dir, tmp_path):
 
 
 def test_normalize_argv_accepts_hyphens():
-  from absl import flags
-
   fv = flags.FlagValues()
   score_attributes.define_flags(fv)
   argv = score_attributes.normalize_argv(
@@ -279,10 +282,6 @@ def test_openai_backend_against_fake_server(tfds_dir, tmp_path, monkeypatch):
     score_attributes.run_cli(argv, print_fn=lines.append)
     assert srv.num_requests == 8
 
-  import ml_collections
-
-  from gem_jax.data import load_examples
-
   images = load_examples(
       ml_collections.ConfigDict(
           {"name": "synthetic_faces", "config": "tiny", "data_dir": tfds_dir, "split": "train"}
@@ -309,10 +308,8 @@ def test_openai_backend_against_fake_server(tfds_dir, tmp_path, monkeypatch):
 def test_relation_report_against_truth_on_labels():
   """Scores equal to the SCM's own attributes recover TRUE_GRAPH's signs and rank its edges
   above the independent pairs; a random order of the attribute columns changes nothing."""
-  from gem_jax.data import synthetic_faces as sf
-
   attrs, _ = sf.sample_factors(7, 3000)
-  truth = scoring.synthetic_faces_truth(population_size=20_000)
+  truth = scoring.relation_truth(get_dataset("synthetic_faces"), population_size=20_000)
   rep = scoring.relation_report(attrs, list(sf.ATTRIBUTES), labels=attrs, truth=truth)
   g = rep["truth"]["from_scores"]
   assert g["sign_agreement"] == 1.0 and g["auroc_undirected"] == 1.0
@@ -326,3 +323,58 @@ def test_relation_report_against_truth_on_labels():
   np.testing.assert_allclose(np.asarray(rep2["somers_d"]), s1, atol=1e-6)
   assert rep2["truth"]["from_scores"]["auroc_directed"] == g["auroc_directed"]
   assert scoring.auroc([0.9, 0.5], [0.1, 0.5]) == pytest.approx(0.875)
+
+
+# Population Somers' D of the synthetic_faces SCM (200,000 draws, seed 20,241), to 4 digits, as
+# the retired float64 reference (synthetic_faces.somers_d_matrix) gave it; the float32
+# `gem_jax.relations.somers_d` of the same draws differed from it by at most 8.5e-8.
+POPULATION_S = [
+    [1.0, -0.2347, -0.1225, -0.0743, 0.2532, 0.0824],
+    [-0.553, 1.0, 0.4841, 0.2766, 0.0033, -0.3261],
+    [-0.1222, 0.2049, 1.0, 0.4235, -0.0013, -0.569],
+    [-0.122, 0.1927, 0.6975, 1.0, -0.0023, -0.4633],
+    [0.2559, 0.0014, -0.0013, -0.0014, 1.0, 0.0001],
+    [0.0832, -0.1399, -0.5768, -0.2852, 0.0001, 1.0],
+]
+
+
+def test_relation_truth_from_the_dataset_spec():
+  """The truth of a spec with a true graph: its graph, independent pairs and the population S
+  from its SCM (the numbers the reports always had); no truth without a true graph."""
+  spec = get_dataset("synthetic_faces")
+  truth = scoring.relation_truth(spec)
+  assert truth.name == "synthetic_faces SCM" and truth.attributes == tuple(sf.ATTRIBUTES)
+  np.testing.assert_array_equal(truth.true_graph, sf.TRUE_GRAPH)
+  assert truth.independent_pairs == tuple(sf.INDEPENDENT_PAIRS)
+  assert (truth.population_size, truth.population_seed) == (200_000, 20_241)
+  s = truth.population_somers_d
+  assert s.dtype == np.float64 and s.shape == (6, 6)
+  assert [[round(float(v), 4) for v in row] for row in s] == POPULATION_S
+  assert scoring.relation_truth(spec, population_size=0).population_somers_d is None
+  assert scoring.relation_truth(get_dataset("celeba")) is None
+
+
+def test_pipeline_stage_and_cli_write_one_scores_json(oracle_run, tfds_dir, tmp_path):
+  """gem_pipeline.run_scoring and the CLI both go through scoring.score_images: same scores,
+  same scores.json keys and values (but the cache path); the pipeline reads is_simulation at
+  the top level of both this schema and the 3-key one of older runs."""
+  out, cli_result, _ = oracle_run
+  config = synthetic_gem.get_config("tiny,gem")
+  config.data.data_dir = tfds_dir
+  config.gem.num_scored_images = N
+  examples = load_examples(config.data, config.data.split, N)
+  scores = gem_pipeline.run_scoring(config, tmp_path / "scores", examples)
+  np.testing.assert_array_equal(scores, cli_result["scores"])
+  np.testing.assert_array_equal(np.load(tmp_path / "scores" / "scores.npy"), scores)
+  cli = json.loads(Path(out, "scores.json").read_text())
+  pipe = json.loads((tmp_path / "scores" / "scores.json").read_text())
+  assert list(pipe) == list(cli)
+  assert pipe["cache"]["path"] == str(tmp_path / "scores" / "score_cache.jsonl")
+  assert pipe["cache"]["newly_scored"] == N
+  for meta in (pipe, cli):
+    meta.pop("cache")
+  assert pipe == cli
+  old = {"attributes": ATTRS, "scorer": cli["scorer"], "is_simulation": True}
+  for meta in (pipe, old):  # a TrainedModel's meta holds scores.json under "scorer"
+    model = types.SimpleNamespace(meta={"scorer": meta})
+    assert gem_pipeline._simulation_note(model) == "scores: SIMULATED (oracle)"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import synthetic_gem
-from gem_jax.train_state import create_train_state, make_graph_state
-from gem_jax.train_step import make_pmapped_step, replicate, unreplicate
+from gem_jax.train.state import create_train_state, make_graph_module, make_graph_state
+from gem_jax.train.step import make_pmapped_step, replicate
 
 A0 = np.array([[1.0, -0.5, 0.0, 0.0], [0.3, 1.0, 0.0, 0.0], [0.0, 0.4, 1.0, 0.0],
                [0.0, 0.0, 0.0, 1.0]], np.float32)
@@ -80,7 +80,6 @@ def test_nonfinite_step_leaves_weights_untouched():
 
 
 def _learned_graph(config, state):
-  from gem_jax.train_state import make_graph_module
   return np.asarray(make_graph_module(config.model).apply(
       state.params["graph"], state.graph["a0"], state.graph["edge_mask"]))
 

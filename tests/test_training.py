@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import gem_jax
-from gem_jax import checkpoints
-from gem_jax.train import RunExistsError, train_and_evaluate
+from experiments.configs import synthetic_gem
+from gem_jax.train import RunExistsError, checkpoints, loop, train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +25,6 @@ def _params(state):
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, tfds_dir):
-  from experiments.configs import synthetic_gem
   config = synthetic_gem.get_config("tiny,beta_vae")
   config.data.data_dir = tfds_dir
   workdir = tmp_path_factory.mktemp("run")
@@ -159,9 +159,7 @@ def test_kill_then_resume(tfds_dir, tmp_path):
 
 def test_nonfinite_loss_stops_with_step_and_last_good_checkpoint(tiny_config, tmp_path,
                                                                  monkeypatch):
-  import jax.numpy as jnp
-  from gem_jax import train
-  real = train.make_pmapped_step
+  real = loop.make_pmapped_step
 
   def poisoned(*args, **kwargs):
     step_fn = real(*args, **kwargs)
@@ -174,8 +172,8 @@ def test_nonfinite_loss_stops_with_step_and_last_good_checkpoint(tiny_config, tm
       return step_fn(state, batch)
     return wrapped
 
-  monkeypatch.setattr(train, "make_pmapped_step", poisoned)
-  with pytest.raises(train.NonFiniteLossError,
+  monkeypatch.setattr(loop, "make_pmapped_step", poisoned)
+  with pytest.raises(loop.NonFiniteLossError,
                      match=r"non-finite at step 5.*Last good checkpoint: .*checkpoints/3"):
-    train.train_and_evaluate(tiny_config, tmp_path)
+    train_and_evaluate(tiny_config, tmp_path)
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["3"]

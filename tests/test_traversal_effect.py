@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from gem_jax.alignment import Alignment
 from gem_jax.metrics.traversal import expected_levels, traversal_effect
+from gem_jax.relations import Alignment
 
 
 class _FakeModel:

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gem_jax.vae import VAE, depth_to_space, relate
+from gem_jax.models import VAE, relate
+from gem_jax.models.layers import depth_to_space
 
 
 @pytest.mark.parametrize("form", ["subpixel", "resize_conv", "conv_transpose"])

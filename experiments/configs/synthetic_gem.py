@@ -22,6 +22,17 @@ BASELINES = ("beta_tcvae", "factor_vae", "dear")
 VARIANTS = ("beta_vae", "gem", "gem_single") + BASELINES
 ABLATIONS = ("no_learner", "no_adversarial", "vae")
 ATTRIBUTES = ("bangs", "bald", "gender", "beard", "blond", "makeup")
+# Table 1's methods by name: the tokens each method's run config is built from (the one copy;
+# experiments.baselines, experiments.benchmark and the table1 config read it).
+METHOD_TOKENS = {
+    "vae": "beta_vae,vae",
+    "beta_vae": "beta_vae",
+    "beta_tcvae": "beta_tcvae",
+    "factor_vae": "factor_vae",
+    "dear": "dear",
+    "gem_single": "gem_single",
+    "gem": "gem",
+}
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -60,8 +71,8 @@ def _base() -> ml_collections.ConfigDict:
   c.model.objective = "beta_vae"   # beta_vae (GEM and its branch) | beta_tcvae | factor_vae | dear
 
   c.train = ml_collections.ConfigDict()
-  c.train.batch_size = 32          # global, over all devices (DESIGN.md: 32)
-  c.train.learning_rate = 1e-4     # DESIGN.md: Adam 1e-4
+  c.train.batch_size = 32          # global, over all devices (docs/design.md: 32)
+  c.train.learning_rate = 1e-4     # docs/design.md: Adam 1e-4
   c.train.disc_learning_rate = 1e-4
   c.train.adam_b1 = 0.9
   c.train.adam_b2 = 0.999

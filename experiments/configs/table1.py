@@ -16,15 +16,8 @@ method's run config is built from.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-METHOD_TOKENS = {
-    "vae": "beta_vae,vae",
-    "beta_vae": "beta_vae",
-    "beta_tcvae": "beta_tcvae",
-    "factor_vae": "factor_vae",
-    "dear": "dear",
-    "gem_single": "gem_single",
-    "gem": "gem",
-}
+from experiments.configs.synthetic_gem import METHOD_TOKENS  # noqa: F401  (re-exported)
+
 PRESETS = ("small", "full", "tiny")
 
 

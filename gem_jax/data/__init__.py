@@ -1,7 +1,11 @@
-"""Data sets and the input pipeline."""
+"""Data sets, the facts about them (`DatasetSpec`, `get_dataset`) and the input pipeline.
+
+Importing this package registers the tfds builders (`synthetic_faces`, `celeba_local`,
+`image_folder`).
+"""
 from gem_jax.data.errors import DataNotFoundError
 from gem_jax.data.pipeline import load_examples, make_train_iterator
-from gem_jax.data.registry import DATASETS, get_builder
+from gem_jax.data.registry import DATASETS, DatasetSpec, get_builder, get_dataset
 
-__all__ = ["DATASETS", "DataNotFoundError", "get_builder", "load_examples",
-           "make_train_iterator"]
+__all__ = ["DATASETS", "DataNotFoundError", "DatasetSpec", "get_builder", "get_dataset",
+           "load_examples", "make_train_iterator"]

@@ -11,8 +11,8 @@ The list files are whitespace-separated text (any run of spaces, LF or CRLF line
                                      000001.jpg    69  109  106  113 ...  (10 pixel coordinates)
     list_eval_partition.txt          000001.jpg 0                          (0 train, 1 val, 2 test)
 
-Landmark crop (DESIGN.md stage 1): the square box is centred `CENTER_SHIFT * d` above the midpoint
-between the eye centre and the mouth centre, with side `CROP_SCALE * d`, where d is the
+Landmark crop (docs/design.md stage 1): the square box is centred `CENTER_SHIFT * d` above the
+midpoint between the eye centre and the mouth centre, with side `CROP_SCALE * d`, where d is the
 eye-centre to mouth-centre distance. The aligned release puts eyes and mouth at nearly fixed
 places (000001.jpg: d ~ 42 px, eyes at y ~ 111), so the box is ~147 px wide and centred near the
 image centre: the common "148 px centre crop" framing of 64x64 CelebA (forehead, hair and chin

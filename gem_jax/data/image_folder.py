@@ -26,16 +26,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image, ImageOps
 
+from gem_jax.data import tf_cpu  # noqa: F401  keeps TensorFlow off the GPU (JAX owns it)
 from gem_jax.data.errors import DataNotFoundError
-
-try:  # Data preparation is CPU work; never let TensorFlow take an accelerator from JAX.
-  tf.config.set_visible_devices([], "GPU")
-except (RuntimeError, ValueError):  # devices already initialised, or no GPU support
-  pass
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
@@ -223,7 +218,8 @@ def image_folder_builder(data_config) -> ImageFolder:
   """
   image_dir = data_config.get("image_dir")
   if not image_dir:
-    raise DataNotFoundError("config.data.image_dir is not set; point it at a folder of images (lsun_gem: --data_dir)")
+    raise DataNotFoundError("config.data.image_dir is not set; point it at a folder of images "
+                            "(lsun_gem: --data_dir)")
   data_dir = data_config.get("data_dir")
   builder = ImageFolder(root=image_dir, size=int(data_config.get("image_size") or 64),
                         skip_bad=bool(data_config.get("skip_bad", False)),

@@ -11,19 +11,12 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
+import jax
 import numpy as np
+import tensorflow_datasets as tfds
 
 from gem_jax.data.registry import get_builder
-
-
-def _tf():
-  """TensorFlow, kept off any GPU (JAX owns the accelerator)."""
-  import tensorflow as tf
-  try:
-    tf.config.set_visible_devices([], "GPU")
-  except RuntimeError:  # already initialised: devices can no longer be hidden
-    pass
-  return tf
+from gem_jax.data.tf_cpu import tf
 
 
 def _check_image_spec(builder, image_size: int) -> None:
@@ -65,9 +58,6 @@ def make_train_iterator(data_config, *, global_batch: int, num_devices: int, see
     {'image': uint8 [num_devices, per_device_batch, H, W, 3]} and, with a label key,
     'labels' [num_devices, per_device_batch, *label_shape] in the feature's dtype.
   """
-  import jax
-  import tensorflow_datasets as tfds
-  tf = _tf()
   process_batch = global_batch // jax.process_count()
   if global_batch % (jax.process_count() * num_devices):
     raise ValueError(f"batch size {global_batch} does not divide over "
@@ -103,8 +93,6 @@ def make_train_iterator(data_config, *, global_batch: int, num_devices: int, see
 def load_examples(data_config, split: str, num_examples: int | None = None) -> dict:
   """The first `num_examples` of a split as numpy arrays (images uint8 [N, H, W, 3] and
   whatever labels the data set has, e.g. attributes int32 [N, n])."""
-  import tensorflow_datasets as tfds
-  _tf()
   builder = get_builder(data_config)
   spec = split if num_examples is None else f"{split}[:{num_examples}]"
   ds = builder.as_dataset(split=spec, shuffle_files=False, batch_size=-1)

@@ -1,18 +1,174 @@
-"""Data sets by name. Each entry turns config.data into a prepared tfds builder."""
+"""Data sets by name: the one place that knows facts about them.
+
+    spec = get_dataset(config.data)          # or get_dataset("synthetic_faces")
+    builder = spec.builder(config.data)      # a prepared tfds builder
+    labels, names = spec.oracle_labels(examples)
+
+A `DatasetSpec` holds what the rest of the project may know about a data set (its attribute
+names, label levels, true relation graph, nuisance factors) and reads labels and ground-truth
+factors from `load_examples` output, so no code outside `gem_jax.data` compares data set names.
+"""
 from __future__ import annotations
 
-import os
+import dataclasses
+from typing import Any, Callable, Mapping
 
-DATASETS = ("synthetic_faces", "celeba", "image_folder")
+import numpy as np
+
+from gem_jax.data import synthetic_faces as sf
+from gem_jax.data.celeba import GEM_ATTRIBUTES
+from gem_jax.data.celeba_builder import celeba_builder
+from gem_jax.data.image_folder import image_folder_builder
+from gem_jax.data.synthetic_faces.builder import synthetic_faces_builder  # registers the builder
+
+NUISANCE_BINS = 6  # continuous nuisance factors -> quantile bins (ground-truth factors)
 
 
-def _synthetic_faces_builder(data_config):
-  import tensorflow_datasets as tfds
-  import gem_jax.data.synthetic_faces_builder  # noqa: F401  registers the builder
-  data_dir = os.path.expanduser(data_config.data_dir) if data_config.data_dir else None
-  builder = tfds.builder(f"synthetic_faces/{data_config.config}", data_dir=data_dir)
-  builder.download_and_prepare()   # renders offline on first use; no download
-  return builder
+def quantile_bins(values: np.ndarray, num_bins: int) -> np.ndarray:
+  """Continuous values [N] -> int bins 0..num_bins-1 of (near) equal frequency."""
+  edges = np.quantile(values, np.linspace(0, 1, num_bins + 1)[1:-1])
+  return np.digitize(values, edges).astype(np.int64)
+
+
+def _num_examples(examples: Mapping[str, Any]) -> int:
+  """N of a `load_examples` dict: the length of its images (else of its first entry)."""
+  key = "image" if "image" in examples else next(iter(examples))
+  return len(examples[key])
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """Facts about one data set, and how to read its labels from `load_examples` output.
+
+  Attributes:
+    name: the registry name (config.data.name).
+    attribute_names: the labels an oracle scorer may read, in column order; () if none.
+    num_levels: label levels (synthetic_faces 6: 0..5; celeba 2: absent / present; 0: no
+      labels).
+    true_graph: float [k, k] signed relation graph over attribute_names (row -> column), or
+      None when unknown.
+    independent_pairs: attribute pairs independent by construction; () when unknown.
+    nuisance_names: continuous factors stored after the attributes in examples['factors']
+      (synthetic_faces' NUISANCE); () for others.
+    label_key: the feature holding attribute_names' labels ('attributes': levels
+      0..num_levels-1; 'gem_labels': 0/1), or None.
+    make_builder: config.data -> a prepared tfds builder.
+    sample_factors: (seed, n) -> (attributes int [n, k], factors) from the data set's SCM, or
+      None when the data set is not generated.
+  """
+
+  name: str
+  attribute_names: tuple[str, ...]
+  num_levels: int
+  true_graph: np.ndarray | None = dataclasses.field(compare=False)
+  independent_pairs: tuple[tuple[str, str], ...]
+  nuisance_names: tuple[str, ...]
+  label_key: str | None
+  make_builder: Callable[[Any], Any] = dataclasses.field(compare=False, repr=False)
+  sample_factors: Callable[[int, int], tuple[np.ndarray, np.ndarray]] | None = (
+      dataclasses.field(default=None, compare=False, repr=False))
+
+  def builder(self, data_config):
+    """The prepared tfds builder for config.data (prepared on first use)."""
+    return self.make_builder(data_config)
+
+  def oracle_labels(self, examples: Mapping[str, Any]
+                    ) -> tuple[np.ndarray | None, list[str] | None]:
+    """(labels int [N, k], names) an oracle scorer may read; (None, None) without labels.
+
+    Levels (num_levels > 2) are returned as stored (synthetic_faces: 0..5, `attribute_names`);
+    binary labels become -1 / +1 (celeba: `gem_labels`, named GEM_ATTRIBUTES). An 'attributes'
+    entry that is a {name: [N]} mapping (as tfds celeb_a gives) is read with its own names,
+    sorted: booleans become -1 / +1, other values int64.
+
+    Raises:
+      ValueError: the label feature does not have one column per attribute name.
+    """
+    labels = examples.get(self.label_key) if self.label_key else None
+    if labels is not None and not isinstance(labels, Mapping):
+      labels = np.asarray(labels)
+      if labels.ndim != 2 or labels.shape[1] != len(self.attribute_names):
+        raise ValueError(f"data set {self.name!r}: expected {self.label_key!r} labels [N, "
+                         f"{len(self.attribute_names)}] ({', '.join(self.attribute_names)}); "
+                         f"got shape {list(labels.shape)}")
+      if self.num_levels == 2:
+        labels = np.where(labels > 0, 1, -1)
+      return labels, list(self.attribute_names)
+    attributes = examples.get("attributes")
+    if isinstance(attributes, Mapping):
+      names = sorted(attributes)
+      columns = []
+      for name in names:
+        column = np.asarray(attributes[name])
+        columns.append(np.where(column, 1, -1) if column.dtype == np.bool_
+                       else column.astype(np.int64))
+      return np.stack(columns, axis=1), names
+    return None, None
+
+  def ground_truth_factors(self, examples: Mapping[str, Any]
+                           ) -> tuple[np.ndarray | None, list[str]]:
+    """Discrete ground-truth factors int64 [N, k] and their names; (None, []) without any.
+
+    synthetic_faces: the attribute levels, then each nuisance factor in NUISANCE_BINS quantile
+    bins (attribute_names + nuisance_names). Other data sets with an 'attributes' array [N, k]
+    (celeba's 40): attributes > 0, named attr0 .. attr{k-1}.
+    """
+    if self.label_key == "attributes":
+      levels = np.asarray(examples["attributes"], np.int64)
+      nuisance = self._nuisance(examples)
+      bins = [quantile_bins(v, NUISANCE_BINS) for v in nuisance.T]
+      factors = np.concatenate([levels, np.stack(bins, axis=1)], axis=1) if bins else levels
+      return factors, list(self.attribute_names) + list(self.nuisance_names)
+    if "attributes" in examples and np.asarray(examples["attributes"]).ndim == 2:
+      attributes = np.asarray(examples["attributes"])
+      return (attributes > 0).astype(np.int64), [f"attr{i}" for i in range(attributes.shape[1])]
+    return None, []
+
+  def _nuisance(self, examples: Mapping[str, Any]) -> np.ndarray:
+    """The nuisance columns of examples['factors'] [N, R], as stored (R = 0 without any)."""
+    if not self.nuisance_names:
+      return np.zeros((_num_examples(examples), 0), np.float32)
+    return np.asarray(examples["factors"])[:, len(self.attribute_names):]
+
+  def nuisance_factors(self, examples: Mapping[str, Any]) -> np.ndarray:
+    """Continuous nuisance factors float32 [N, len(nuisance_names)] (R = 0 without any)."""
+    return self._nuisance(examples).astype(np.float32)
+
+  def sample_attributes(self, seed: int, n: int) -> np.ndarray | None:
+    """Attributes int [n, k] drawn from the data set's SCM (synthetic_faces), else None."""
+    if self.sample_factors is None:
+      return None
+    return self.sample_factors(seed, n)[0]
+
+
+SYNTHETIC_FACES = DatasetSpec(
+    name="synthetic_faces", attribute_names=tuple(sf.ATTRIBUTES), num_levels=sf.NUM_LEVELS,
+    true_graph=sf.TRUE_GRAPH, independent_pairs=tuple(sf.INDEPENDENT_PAIRS),
+    nuisance_names=tuple(sf.NUISANCE), label_key="attributes",
+    make_builder=synthetic_faces_builder, sample_factors=sf.sample_factors)
+CELEBA = DatasetSpec(
+    name="celeba", attribute_names=tuple(GEM_ATTRIBUTES), num_levels=2, true_graph=None,
+    independent_pairs=(), nuisance_names=(), label_key="gem_labels",
+    make_builder=celeba_builder)
+IMAGE_FOLDER = DatasetSpec(
+    name="image_folder", attribute_names=(), num_levels=0, true_graph=None,
+    independent_pairs=(), nuisance_names=(), label_key=None, make_builder=image_folder_builder)
+
+_SPECS = {spec.name: spec for spec in (SYNTHETIC_FACES, CELEBA, IMAGE_FOLDER)}
+DATASETS = tuple(_SPECS)
+
+
+def get_dataset(name_or_data_config) -> DatasetSpec:
+  """The DatasetSpec of a data set name or of config.data (its `name`).
+
+  Raises:
+    ValueError: for an unknown name, listing the known ones.
+  """
+  name = (name_or_data_config if isinstance(name_or_data_config, str)
+          else name_or_data_config.name)
+  if name not in _SPECS:
+    raise ValueError(f"unknown data set {name!r}; known data sets: {', '.join(DATASETS)}")
+  return _SPECS[name]
 
 
 def get_builder(data_config):
@@ -22,13 +178,4 @@ def get_builder(data_config):
   config.data.celeba_dir (DataNotFoundError naming what is missing); image_folder reads any
   folder of images (config.data.image_dir).
   """
-  name = data_config.name
-  if name == "synthetic_faces":
-    return _synthetic_faces_builder(data_config)
-  if name == "celeba":
-    from gem_jax.data.celeba_builder import celeba_builder
-    return celeba_builder(data_config)
-  if name == "image_folder":
-    from gem_jax.data.image_folder import image_folder_builder
-    return image_folder_builder(data_config)
-  raise ValueError(f"unknown data set {name!r}; known data sets: {', '.join(DATASETS)}")
+  return get_dataset(data_config).builder(data_config)

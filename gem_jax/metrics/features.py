@@ -24,8 +24,13 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from tqdm.auto import tqdm
 
-from gem_jax.metrics.local_features import (LocalFeatures, load_local_extractor,
-                                            local_extractor, train_local_extractor)
+from gem_jax.data.tf_cpu import hide_gpus
+from gem_jax.metrics.local_features import (
+  LocalFeatures,
+  load_local_extractor,
+  local_extractor,
+  train_local_extractor,
+)
 
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 INCEPTION_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -65,8 +70,7 @@ def metric_label(extractor_name: str, metric: str = "fd") -> str:
 
 def _build_inception(weights: str | None):
   """keras InceptionV3 without its top, global average pooling, 299x299 inputs."""
-  from gem_jax.data.pipeline import _tf
-  _tf()   # TensorFlow stays off the GPU (JAX owns it)
+  hide_gpus()   # TensorFlow stays off the GPU (JAX owns it)
   import keras
   return keras.applications.InceptionV3(include_top=False, weights=weights, pooling="avg",
                                         input_shape=(299, 299, 3))

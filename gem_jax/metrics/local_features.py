@@ -36,13 +36,13 @@ import optax
 from flax import traverse_util
 from tqdm.auto import tqdm
 
-from gem_jax.vae import DownConv
+from gem_jax.data import get_builder, get_dataset, load_examples
+from gem_jax.models.layers import DownConv
 
 # Part of the cache key: bump when the architecture or the recipe changes.
 RECIPE_VERSION = 1
 TRAIN_DEFAULTS = dict(num_examples=20_000, steps=600, batch_size=64, seed=0,
                       learning_rate=1e-3)
-_UNLABELLED = ("image_folder",)
 
 
 class LocalCNN(nn.Module):
@@ -138,36 +138,39 @@ def extractor_name(data_config, settings: dict) -> str:
 
 
 def _check_labelled(data_config) -> None:
-  if data_config.name in _UNLABELLED:
+  if not get_dataset(data_config).attribute_names:
     raise ValueError(f"data set {data_config.name!r} has no labels to train the local feature "
                      "CNN on; pass an InceptionV3 weights file instead "
                      "(InceptionV3Features.from_file, see docs/metrics.md)")
 
 
 def _targets(data_config, examples: dict) -> dict:
-  """Label spec and targets: attributes int32 [N, A]; factors float32 [N, R] (raw)."""
+  """Label spec and targets: attributes int32 [N, A]; factors float32 [N, R] (raw).
+
+  When the 'attributes' feature holds the data set's attribute levels (synthetic_faces), the
+  heads are named after them with num_levels classes and its nuisance factors are regression
+  targets; otherwise (CelebA's 40 binary columns) they are attribute_0.. with
+  max(2, max + 1) classes and there are no factor targets.
+  """
   if "attributes" not in examples:
     raise ValueError(f"data set {data_config.name!r} has no 'attributes' labels (keys: "
                      f"{sorted(examples)}); pass an InceptionV3 weights file instead "
                      "(InceptionV3Features.from_file, see docs/metrics.md)")
   attributes = examples["attributes"].astype(np.int32)
   num_attr = attributes.shape[1]
-  if data_config.name == "synthetic_faces":
-    from gem_jax.data import synthetic_faces as sf
-    names, num_classes = list(sf.ATTRIBUTES), sf.NUM_LEVELS
-    factor_names = list(sf.NUISANCE)
-    factors = examples["factors"][:, len(sf.ATTRIBUTES):].astype(np.float32)
+  spec = get_dataset(data_config)
+  if spec.label_key == "attributes":
+    names, num_classes = list(spec.attribute_names), spec.num_levels
   else:
     names = [f"attribute_{i}" for i in range(num_attr)]
     num_classes = max(2, int(attributes.max()) + 1)
-    factor_names, factors = [], np.zeros((len(attributes), 0), np.float32)
+  factor_names, factors = list(spec.nuisance_names), spec.nuisance_factors(examples)
   return dict(attribute_names=names, num_classes=num_classes, factor_names=factor_names,
               attributes=attributes, factors=factors)
 
 
 def _load(data_config, split: str, num_examples: int) -> dict:
   """The first min(num_examples, split size) examples of a split (tfds rejects longer slices)."""
-  from gem_jax.data import get_builder, load_examples
   size = get_builder(data_config).info.splits[split].num_examples
   return load_examples(data_config, split, min(num_examples, size))
 

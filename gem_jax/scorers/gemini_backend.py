@@ -19,7 +19,8 @@ import re
 from typing import Any, Optional
 
 from .prompt import Attribute, Prompt, gemini_response_schema
-from .runner import APIScorer, Classified, ErrorKind, RawAnswer, RetryPolicy, parse_retry_after
+from .retry import Classified, ErrorKind, RawAnswer, RetryPolicy, parse_retry_after
+from .runner import APIScorer
 
 __all__ = ["GeminiScorer", "DEFAULT_GEMINI_MODEL"]
 

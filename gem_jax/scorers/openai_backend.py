@@ -25,7 +25,8 @@ from typing import Any, Optional
 
 from .base import logger
 from .prompt import Attribute, Prompt, openai_response_format
-from .runner import APIScorer, Classified, ErrorKind, RawAnswer, RetryPolicy, parse_retry_after
+from .retry import Classified, ErrorKind, RawAnswer, RetryPolicy, parse_retry_after
+from .runner import APIScorer
 
 __all__ = ["OpenAIScorer", "DEFAULT_OPENAI_MODEL"]
 

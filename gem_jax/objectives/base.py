@@ -1,0 +1,129 @@
+"""What an objective is: the small context its loss reads and the protocol the train step calls.
+
+An objective is a frozen dataclass of its own hyper-parameters, built once from the config where
+a run starts (`from_config`). The generic train step (`gem_jax.train.step`) asks it
+  - which discriminator it trains (`discriminator`: 'joint' D(x, z), 'z' D(z) or None),
+  - which extra generator parameters it owns (`init_extra_params`, e.g. DEAR's SCM weights),
+  - which graph state it starts from when the run gives none (`initial_graph`),
+  - its generator loss (`generator_loss(ctx) -> LossOutput`), and
+  - how to draw latents from its prior (`prior_sample`, N(0, I) unless it says otherwise).
+Adding a method is one new file with one such class and one line in `gem_jax.objectives`'
+registry (docs/design.md, "Adding an objective", has a worked example).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+
+from gem_jax.models.vae import VAE, relate
+from gem_jax.objectives import losses
+
+AXIS = "batch"  # the pmap axis name of the train step
+
+
+class StepInputs(NamedTuple):
+  """One device's share of a step: x [b, H, W, 3] in [0, 1]; eps, prior_eps [b, d] ~ N(0, I)
+  (reparameterisation and prior noise, per global example index); perm_key: the step's key
+  for FactorVAE's permutation (the same on every device); labels [b, k] or None."""
+
+  x: jax.Array
+  eps: jax.Array
+  prior_eps: jax.Array
+  perm_key: jax.Array
+  labels: jax.Array | None
+
+
+class DiscBatch(NamedTuple):
+  """The discriminator's inputs (gradients stopped): disc.apply(p, *real) are positives,
+  disc.apply(p, *fake) negatives."""
+
+  real: tuple
+  fake: tuple
+
+
+class LossContext(NamedTuple):
+  """What a generator loss may read.
+
+  params: the generator's parameters {'vae', 'graph', + the objective's extras}; disc_params:
+  the discriminator's ({} without one); graph: TrainState.graph ({'a0', 'edge_mask',
+  'anchor'} [d, d]); inputs: StepInputs; out: the VAE's outputs (mu, logvar, z, z_rel [b, d],
+  logits [b, H, W, 3]); a: the DisGraph's A [d, d]; vae / disc: the modules.
+  """
+
+  params: Any
+  disc_params: Any
+  graph: dict
+  inputs: StepInputs
+  out: dict
+  a: jax.Array
+  vae: VAE
+  disc: Any
+
+
+class LossOutput(NamedTuple):
+  """total: scalar the generator minimises; metrics: scalars to log; disc_batch: the
+  discriminator's inputs, or None when the objective trains none."""
+
+  total: jax.Array
+  metrics: dict
+  disc_batch: DiscBatch | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """Base class: an objective without discriminator, extra parameters or special prior."""
+
+  name: ClassVar[str] = ""
+  # Metric name of the discriminator's loss.
+  disc_metric: ClassVar[str] = "adv_discriminator"
+  # Whether from_config needs config.model.dataset_size (the training split's size) filled in.
+  needs_dataset_size: ClassVar[bool] = False
+
+  @classmethod
+  def from_config(cls, config) -> "Objective":
+    raise NotImplementedError
+
+  @property
+  def discriminator(self) -> str | None:
+    """'joint' (D(x, z)), 'z' (D(z)) or None."""
+    return None
+
+  @classmethod
+  def trains_once(cls, config) -> bool:
+    """True: `python -m experiments.<name>` trains `config` in one run; False: it runs GEM's
+    two-stage pipeline (warm-up, scoring, alignment, GEM)."""
+    del config
+    return True
+
+  def init_extra_params(self, latent_dim: int) -> dict:
+    """Generator parameters beside 'vae' and 'graph' (e.g. {'scm': {'a': [d, d]}})."""
+    del latent_dim
+    return {}
+
+  def initial_graph(self, config) -> dict | None:
+    """TrainState.graph when the run passes none (None: A = I, no edges)."""
+    del config
+    return None
+
+  def prior_sample(self, params, graph: dict, eps: jax.Array) -> jax.Array:
+    """Latents z [B, d] of the prior from N(0, I) noise eps [B, d]."""
+    del params, graph
+    return eps
+
+  def generator_loss(self, ctx: LossContext) -> LossOutput:
+    raise NotImplementedError
+
+
+def joint_adversarial(ctx: LossContext, z_prior: jax.Array) -> tuple[jax.Array, DiscBatch]:
+  """The joint discriminator's generator loss L_adv,G and its DiscBatch: positives (x, z),
+  negatives (sigmoid(D_rec(A^T z')), z') with z' = z_prior [b, d]."""
+  x, z = ctx.inputs.x, ctx.out["z"]
+  x_fake = jax.nn.sigmoid(ctx.vae.apply(ctx.params["vae"], relate(z_prior, ctx.a),
+                                        method=VAE.decode))
+  d_real = ctx.disc.apply(ctx.disc_params, x, z)
+  d_fake = ctx.disc.apply(ctx.disc_params, x_fake, z_prior)
+  sg = jax.lax.stop_gradient
+  return (losses.generator_loss(d_real, d_fake),
+          DiscBatch(real=(x, sg(z)), fake=(sg(x_fake), sg(z_prior))))

@@ -1,0 +1,35 @@
+"""Relations between attributes: pure math on numpy/scipy/jax arrays, no other gem_jax package.
+
+* `somers_d`: the asymmetric Somers' D matrix S [n, n] of integer scores [N, n] (Eq. 7-8),
+  from contingency tables, with bootstrap confidence intervals (`somers_d_bootstrap`);
+* `alignment`: which latent carries which attribute (`align_latents`) and the initial DisGraph
+  A_0 [d, d] from S (`initial_graph`);
+* `recovery`: how well a learned or measured signed matrix recovers a true DAG
+  (`relation_recovery`, `graph_recovery`, `auroc`).
+
+`from gem_jax.relations import somers_d` is the function (its module, gem_jax/relations/somers_d.py,
+is `sys.modules["gem_jax.relations.somers_d"]`).
+"""
+from gem_jax.relations.alignment import Alignment, align_latents, initial_graph, spearman_matrix
+from gem_jax.relations.recovery import RelationTruth, auroc, graph_recovery, relation_recovery
+from gem_jax.relations.somers_d import (
+    contingency_tables,
+    somers_d,
+    somers_d_bootstrap,
+    somers_d_from_tables,
+)
+
+__all__ = [
+    "Alignment",
+    "RelationTruth",
+    "align_latents",
+    "auroc",
+    "contingency_tables",
+    "graph_recovery",
+    "initial_graph",
+    "relation_recovery",
+    "somers_d",
+    "somers_d_bootstrap",
+    "somers_d_from_tables",
+    "spearman_matrix",
+]

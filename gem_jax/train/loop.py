@@ -1,0 +1,148 @@
+"""The training loop: input pipeline -> pmapped train step -> metrics, samples, checkpoints."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from gem_jax import objectives
+from gem_jax.data import load_examples, make_train_iterator
+from gem_jax.data.pipeline import split_size
+from gem_jax.plots import save_image
+from gem_jax.train import checkpoints
+from gem_jax.train.checkpoints import MODEL_KIND
+from gem_jax.train.metric_writer import MetricWriter
+from gem_jax.train.samples import sample_grid
+from gem_jax.train.state import TrainState, create_train_state
+from gem_jax.train.step import make_pmapped_step, replicate, unreplicate
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a NaN/inf loss; the message names the step and last good checkpoint."""
+
+
+class RunExistsError(FileExistsError):
+  """The workdir already holds checkpoints and --resume was not given."""
+
+
+def _devices(train_config) -> list[jax.Device]:
+  devices = jax.local_devices()
+  wanted = train_config.num_devices or len(devices)
+  if wanted > len(devices):
+    raise ValueError(f"config.train.num_devices={wanted} but only {len(devices)} local "
+                     "devices exist")
+  return devices[:wanted]
+
+
+def checkpoint_meta(config, extra: dict | None = None) -> dict:
+  """What a checkpoint records beside the state: enough to rebuild the model alone."""
+  return {"kind": MODEL_KIND, "model": config.model.to_dict(), "config": config.to_dict(),
+          **(extra or {})}
+
+
+def resolve_config(config):
+  """The config with what the data set decides filled in: β-TCVAE's dataset_size N (when 0)
+  from the training split. Returns a copy when something changed."""
+  objective = objectives.get(config.model.objective)
+  if objective.needs_dataset_size and not config.model.dataset_size:
+    config = config.copy_and_resolve_references()
+    config.model.dataset_size = split_size(config.data)
+    logging.info("%s: config.model.dataset_size = %d (the %r split)", objective.name,
+                 config.model.dataset_size, config.data.split)
+  return config
+
+
+def _fixed_images(config, num: int = 8) -> np.ndarray:
+  return load_examples(config.data, config.data.eval_split, num)["image"]
+
+
+def _open_or_resume(config, workdir: Path, resume: bool, state: TrainState, manager):
+  latest = manager.latest_step()
+  if latest is not None and not resume:
+    raise RunExistsError(f"{workdir} already holds checkpoints (latest step {latest}); pass "
+                         "--resume to continue that run or choose another --workdir")
+  if latest is None:
+    if resume:
+      logging.warning("--resume: no checkpoint in %s, starting from step 0", workdir)
+    return state
+  restored, _ = checkpoints.restore_state(manager.directory, state,
+                                          expected_meta={"kind": MODEL_KIND,
+                                                         "model": config.model.to_dict()})
+  logging.info("resumed %s at step %d", workdir, int(restored.step))
+  return restored
+
+
+def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
+                       graph: dict | None = None, vae_params=None,
+                       extra_meta: dict | None = None) -> TrainState:
+  """Trains for config.train.num_steps; returns the final (unreplicated) state.
+
+  graph / vae_params: see `create_train_state` (A_0 and warm-up weights for GEM).
+  extra_meta: JSON saved with every checkpoint (e.g. the latent alignment).
+  Writes <workdir>/config.json, metrics.jsonl, tensorboard/, samples/ and checkpoints/.
+  """
+  config = resolve_config(config)
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  manager = checkpoints.make_manager(workdir / "checkpoints",
+                                     max_to_keep=config.train.keep_checkpoints,
+                                     save_interval_steps=config.train.checkpoint_every)
+  state = _open_or_resume(config, workdir, resume,
+                          create_train_state(config, graph, vae_params), manager)
+  (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+  devices = _devices(config.train)
+  step_fn = make_pmapped_step(config, devices)
+  objective = objectives.from_config(config)
+  start = int(state.step)
+  batches = make_train_iterator(config.data, global_batch=config.train.batch_size,
+                                num_devices=len(devices), seed=config.seed,
+                                start_step=start, image_size=config.model.image_size,
+                                label_key=config.data.get("label_key"))
+  fixed = _fixed_images(config)
+  writer = MetricWriter(workdir)
+  meta = checkpoint_meta(config, extra_meta)
+  rstate = replicate(state, devices)
+  pending = None
+  t0, last_log_step = time.perf_counter(), start
+  try:
+    for step in tqdm(range(start + 1, config.train.num_steps + 1), initial=start,
+                     total=config.train.num_steps, desc="train", unit="step"):
+      rstate, metrics = step_fn(rstate, next(batches))
+      if pending is not None:
+        _check_finite(pending, step - 1, manager)
+      pending = metrics
+      if step % config.train.log_every == 0 or step == config.train.num_steps:
+        _check_finite(pending, step, manager)
+        elapsed = time.perf_counter() - t0
+        scalars = dict(unreplicate(jax.device_get(metrics)))
+        scalars["images_per_s"] = (step - last_log_step) * config.train.batch_size / elapsed
+        writer.write_scalars(step, scalars)
+        t0, last_log_step = time.perf_counter(), step
+      if step % config.train.sample_every == 0 or step == config.train.num_steps:
+        grid = sample_grid(config, objective, unreplicate(rstate), fixed, config.seed)
+        save_image(workdir / "samples" / f"step_{step:07d}.png", grid)
+        writer.write_image(step, "samples", grid)
+      if step % config.train.checkpoint_every == 0 or step == config.train.num_steps:
+        _check_finite(pending, step, manager)
+        checkpoints.save(manager, step, unreplicate(rstate), meta,
+                         force=step == config.train.num_steps)
+  finally:
+    manager.wait_until_finished()
+    writer.close()
+  return unreplicate(rstate)
+
+
+def _check_finite(metrics, step: int, manager) -> None:
+  if int(np.asarray(jax.device_get(metrics["nonfinite"]))[0]):
+    manager.wait_until_finished()
+    last = manager.latest_step()
+    where = f"{manager.directory}/{last}" if last is not None else "none saved yet"
+    raise NonFiniteLossError(
+        f"the loss became non-finite at step {step}; training stopped and the weights were "
+        f"not updated by that step nor saved after it. Last good checkpoint: {where}. "
+        "Try a lower config.train.learning_rate or config.train.grad_clip_norm.")

@@ -1,0 +1,215 @@
+"""One generic training step, pmapped over devices: any objective of `gem_jax.objectives`.
+
+`train_step(state, batch) -> (state, metrics)` is pure. Per step, on each device:
+  1. A = DisGraph(A_0) (the graph learner's refinement, or A_0 itself; I for the baselines);
+  2. z = mu + sigma * eps with eps drawn per global example index from the state's RNG, so
+     the same global batch gives the same update on one device or several;
+  3. the objective's generator loss (`Objective.generator_loss`), plus
+     lambda_anchor * ||A - A_anchor||^2 when the graph learner is on;
+  4. the discriminator, if the objective has one, learns its positives against its negatives
+     with its own optimizer (optionally with an R1 penalty on its real inputs);
+  5. gradients are averaged over devices (lax.pmean) and the anchor moves towards A.
+A step whose loss or gradients are not finite leaves the state as it was (step + 1 aside)
+and reports metrics['nonfinite'] = 1, so NaN never reaches the weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gem_jax.models import VAE
+from gem_jax.models.disgraph import anchor_loss, update_anchor
+from gem_jax.objectives import LossContext, Objective, StepInputs, losses
+from gem_jax.objectives import from_config as objective_from_config
+from gem_jax.objectives.base import AXIS
+from gem_jax.train.state import (
+  TrainState,
+  make_disc_optimizer,
+  make_discriminator,
+  make_graph_module,
+  make_model,
+  make_optimizer,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """What the step reads besides the modules: the objective and the generic switches.
+
+  lambda_anchor: weight of ||A - A_anchor||^2 (0 without the graph learner); anchor_tau: the
+  anchor's moving-average rate; disc_r1_gamma: R1 penalty on the discriminator's real inputs
+  (0: off); disc_r1_stride: R1 on every stride-th real pair of each device's share.
+  """
+
+  objective: Objective
+  lambda_anchor: float = 0.0
+  anchor_tau: float = 0.999
+  disc_r1_gamma: float = 0.0
+  disc_r1_stride: int = 1
+
+  @classmethod
+  def from_config(cls, config) -> "StepConfig":
+    mc = config.model
+    cfg = cls(objective=objective_from_config(config),
+              lambda_anchor=mc.lambda_anchor if mc.graph_learner else 0.0,
+              anchor_tau=mc.anchor_tau, disc_r1_gamma=float(mc.disc_r1_gamma),
+              disc_r1_stride=int(mc.disc_r1_stride))
+    if cfg.disc_r1_stride < 1:
+      raise ValueError(f"config.model.disc_r1_stride must be >= 1, got {cfg.disc_r1_stride}")
+    return cfg
+
+
+def replicate(tree, devices: Sequence[jax.Device]):
+  """Stacks one copy of `tree` per device, laid out exactly as the pmapped step returns its
+  outputs (mesh axis AXIS), so the step compiles once rather than again on its second call."""
+  mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+  stack = lambda x: np.stack([np.asarray(x)] * len(devices))
+  return jax.device_put(jax.tree.map(stack, tree), sharding)
+
+
+def unreplicate(tree):
+  """The first device's copy of a replicated tree."""
+  return jax.tree.map(lambda x: x[0], tree)
+
+
+def images_to_float(images: jax.Array) -> jax.Array:
+  """uint8 [..., H, W, 3] in 0..255 -> float32 in [0, 1]."""
+  return images.astype(jnp.float32) / 255.0
+
+
+def example_noise(key: jax.Array, global_index: jax.Array, latent_dim: int) -> jax.Array:
+  """N(0, I) noise [B, d], one independent draw per global example index [B]."""
+  draw = lambda i: jax.random.normal(jax.random.fold_in(key, i), (latent_dim,))
+  return jax.vmap(draw)(global_index)
+
+
+def _global_index(per_device_batch: int) -> jax.Array:
+  return jax.lax.axis_index(AXIS) * per_device_batch + jnp.arange(per_device_batch)
+
+
+def _r1_subset(real: tuple, stride: int) -> tuple:
+  """Every stride-th pair of this device's share: with shares that are multiples of the stride,
+  the devices together take the global batch's every stride-th pair, as one device would."""
+  share = real[0].shape[0]
+  if share % stride:
+    raise ValueError(f"config.model.disc_r1_stride={stride} does not divide the {share} images "
+                     "each device gets (config.train.batch_size / devices); choose a stride "
+                     "that does, or 1")
+  return tuple(t[::stride] for t in real)
+
+
+def _all_finite(tree) -> jax.Array:
+  leaves = jax.tree.leaves(tree)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _keep_if(ok, new, old):
+  return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+
+
+def generator_loss(params, disc_params, state: TrainState, inputs: StepInputs, *, vae: VAE,
+                   graph_module, disc, cfg: StepConfig):
+  """The generator objective and what the discriminator step needs from it."""
+  a = graph_module.apply(params["graph"], state.graph["a0"], state.graph["edge_mask"])
+  out = vae.apply(params["vae"], inputs.x, inputs.eps, a)
+  ctx = LossContext(params=params, disc_params=disc_params, graph=state.graph, inputs=inputs,
+                    out=out, a=a, vae=vae, disc=disc)
+  total, metrics, disc_batch = cfg.objective.generator_loss(ctx)
+  if cfg.lambda_anchor:
+    l_anchor = anchor_loss(a, state.graph["anchor"])
+    total = total + cfg.lambda_anchor * l_anchor
+    metrics["anchor"] = l_anchor
+  metrics["loss"] = total
+  return total, (metrics, a, disc_batch)
+
+
+def _discriminator_update(state: TrainState, disc_batch, *, disc, disc_tx, cfg: StepConfig):
+  """One step of the discriminator on its positives against its negatives (+ R1):
+  (disc_params, disc_opt_state, metrics, ok)."""
+  def disc_loss(p):
+    loss = losses.discriminator_loss(disc.apply(p, *disc_batch.real),
+                                     disc.apply(p, *disc_batch.fake))
+    if not cfg.disc_r1_gamma:
+      return loss, (loss, None)
+    real = _r1_subset(disc_batch.real, cfg.disc_r1_stride)
+    r1 = losses.r1_penalty(lambda *a: disc.apply(p, *a), real)
+    return loss + 0.5 * cfg.disc_r1_gamma * r1, (loss, r1)
+
+  (_, (l_disc, r1)), disc_grads = jax.value_and_grad(disc_loss, has_aux=True)(
+      state.disc_params)
+  metrics = {cfg.objective.disc_metric: l_disc}
+  if r1 is not None:
+    metrics["disc_r1"] = r1
+  disc_grads = jax.lax.pmean(disc_grads, AXIS)
+  updates, disc_opt_state = disc_tx.update(disc_grads, state.disc_opt_state, state.disc_params)
+  disc_params = optax.apply_updates(state.disc_params, updates)
+  ok = jnp.isfinite(l_disc) & _all_finite(disc_grads)
+  return disc_params, disc_opt_state, metrics, ok
+
+
+def train_step(state: TrainState, batch: dict, *, vae: VAE, graph_module, disc, tx, disc_tx,
+               cfg: StepConfig) -> tuple[TrainState, dict]:
+  """Per-device body. batch['image']: uint8 [b, H, W, 3] (this device's share); batch
+  ['labels'] [b, k] where the objective needs them (DEAR)."""
+  chex.assert_rank(batch["image"], 4)
+  x = images_to_float(batch["image"])
+  d = vae.latent_dim
+  step_key = jax.random.fold_in(state.rng, state.step)
+  index = _global_index(x.shape[0])
+  inputs = StepInputs(x=x, eps=example_noise(jax.random.fold_in(step_key, 0), index, d),
+                      prior_eps=example_noise(jax.random.fold_in(step_key, 1), index, d),
+                      perm_key=jax.random.fold_in(step_key, 2), labels=batch.get("labels"))
+
+  grad_fn = jax.value_and_grad(generator_loss, has_aux=True)
+  (_, (metrics, a, disc_batch)), grads = grad_fn(
+      state.params, state.disc_params, state, inputs, vae=vae, graph_module=graph_module,
+      disc=disc, cfg=cfg)
+  grads = jax.lax.pmean(grads, AXIS)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  ok = jnp.isfinite(metrics["loss"]) & _all_finite(grads)
+
+  disc_params, disc_opt_state = state.disc_params, state.disc_opt_state
+  if disc_batch is not None:
+    disc_params, disc_opt_state, disc_metrics, disc_ok = _discriminator_update(
+        state, disc_batch, disc=disc, disc_tx=disc_tx, cfg=cfg)
+    metrics.update(disc_metrics)
+    ok = ok & disc_ok
+
+  graph = dict(state.graph)
+  if cfg.lambda_anchor:
+    graph["anchor"] = update_anchor(state.graph["anchor"], a, cfg.anchor_tau)
+  metrics = jax.lax.pmean(metrics, AXIS)
+  new_state = state.replace(
+      step=state.step + 1,
+      params=_keep_if(ok, params, state.params),
+      opt_state=_keep_if(ok, opt_state, state.opt_state),
+      graph=_keep_if(ok, graph, state.graph),
+      disc_params=_keep_if(ok, disc_params, state.disc_params),
+      disc_opt_state=_keep_if(ok, disc_opt_state, state.disc_opt_state))
+  metrics["nonfinite"] = 1 - ok.astype(jnp.int32)
+  return new_state, metrics
+
+
+def make_pmapped_step(config, devices: Sequence[jax.Device] | None = None) -> Callable:
+  """jit + pmap of `train_step` over `devices` (default: all local devices).
+
+  The returned function takes a replicated state and a batch {'image': uint8 [num_devices,
+  per_device_batch, H, W, 3]} (DEAR: also 'labels' [num_devices, per_device_batch, k]) and
+  returns (state, metrics), both replicated.
+  """
+  mc = config.model
+  cfg = StepConfig.from_config(config)
+  body = functools.partial(train_step, vae=make_model(mc), graph_module=make_graph_module(mc),
+                           disc=make_discriminator(mc, cfg.objective.discriminator),
+                           tx=make_optimizer(config.train),
+                           disc_tx=make_disc_optimizer(config.train), cfg=cfg)
+  return jax.pmap(body, axis_name=AXIS, devices=devices, donate_argnums=(0,))
