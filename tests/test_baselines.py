@@ -81,6 +81,7 @@ def runs():
 
 # --- train steps -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_steps_are_finite_with_the_expected_metrics(runs, objective):
   _, _, (_, history), _ = runs[objective]
@@ -90,6 +91,7 @@ def test_steps_are_finite_with_the_expected_metrics(runs, objective):
     assert all(np.all(np.isfinite(v)) for v in metrics.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_two_devices_match_one_device(runs, objective):
   assert jax.local_device_count() >= 2, "conftest sets two host devices"
@@ -137,6 +139,7 @@ def test_mws_estimator_matches_numpy():
       *(jnp.asarray(v, jnp.float32) for v in (z, mu, logvar)), 100)), want["tc"], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_tcvae_step_reports_the_mws_terms_of_its_batch(runs):
   """The 1-device step's MI/TC/dimension-wise KL equal the numpy MWS of the same z, mu,
   logvar and N (the metrics are computed before the update)."""
@@ -176,6 +179,7 @@ def test_permute_dims_keeps_each_column_and_changes_the_joint():
   np.testing.assert_array_equal(p, factor_vae.permute_dims(z, jax.random.PRNGKey(0)))
 
 
+@pytest.mark.slow
 def test_factor_vae_trains_its_discriminator_and_penalises_tc(runs):
   config, state, (after, history), _ = runs["factor_vae"]
   assert config.train.disc_adam_b1 == 0.5 and config.train.disc_adam_b2 == 0.9
@@ -227,6 +231,7 @@ def test_supergraph_masks():
   np.testing.assert_array_equal(state.graph["a0"], np.eye(6))
 
 
+@pytest.mark.slow
 def test_scm_weights_stay_in_the_supergraph(runs):
   config, state, (after, history), _ = runs["dear"]
   np.testing.assert_array_equal(state.params["scm"]["a"], 0.0)
@@ -282,6 +287,7 @@ def test_pipeline_feeds_labels_only_when_asked(tiny_config):
     make_train_iterator(tiny_config.data, label_key="colour", **kw)
 
 
+@pytest.mark.slow
 def test_entry_point_trains_beta_tcvae(tfds_dir, tmp_path):
   workdir = tmp_path / "run"
   cmd = [sys.executable, "-m", "experiments.baselines", "--method", "beta_tcvae",
@@ -299,6 +305,7 @@ def test_entry_point_trains_beta_tcvae(tfds_dir, tmp_path):
   assert all(np.isfinite(l["tc"]) and np.isfinite(l["loss"]) for l in lines)
 
 
+@pytest.mark.slow
 def test_dear_trains_from_the_data_sets_labels(tfds_dir, tmp_path):
   """train_and_evaluate feeds config.data.label_key to DEAR; the checkpoint restores its A."""
   config = synthetic_gem.get_config("tiny,dear")

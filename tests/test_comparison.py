@@ -13,6 +13,8 @@ from experiments.configs.table1 import get_config
 from gem_jax.gem_pipeline import warmup_config
 from gem_jax.train import train_and_evaluate
 
+pytestmark = pytest.mark.slow  # trains and evaluates a tiny Table 1
+
 
 def test_mean_std_uses_sample_std_and_skips_missing():
   mean, std, n = comparison.mean_std([1.0, None, 2.0, 3.0])

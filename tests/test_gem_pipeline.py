@@ -9,6 +9,8 @@ from gem_jax import gem_pipeline
 from gem_jax.models import relate
 from gem_jax.relations import Alignment
 
+pytestmark = pytest.mark.slow  # the whole tiny GEM pipeline
+
 
 @pytest.fixture(scope="module")
 def gem_run(tmp_path_factory, tfds_dir):

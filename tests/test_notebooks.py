@@ -5,6 +5,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.slow  # executes the notebook
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

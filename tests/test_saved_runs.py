@@ -17,6 +17,8 @@ import pytest
 
 import gem_jax
 from experiments.configs import synthetic_gem
+from gem_jax import gem_pipeline
+from gem_jax.data import load_examples
 from gem_jax.gem_pipeline import run_gem
 from gem_jax.train import checkpoints, train_and_evaluate
 
@@ -89,3 +91,15 @@ def test_configs_saved_before_a_key_existed_are_upgraded():
   assert (config.model.disc_r1_gamma, config.model.disc_r1_stride) == (0.0, 1)
   assert config.train.disc_adam_b1 is None and config.data.label_key is None
   assert config.train.disc_adam_b2 == old["train"]["disc_adam_b2"]  # present keys are kept
+
+
+def test_scoring_stage_gives_the_old_commits_scores(tfds_dir, tmp_path):
+  config = _config("gem", tfds_dir)
+  examples = load_examples(config.data, config.data.split, config.gem.num_scored_images)
+  scores = gem_pipeline.run_scoring(config, tmp_path / "scores", examples)
+  old = np.load(FIXTURE / "gem" / "scores" / "scores.npy")
+  np.testing.assert_array_equal(scores, old)
+  old_meta = json.loads((FIXTURE / "gem" / "scores" / "scores.json").read_text())
+  new_meta = json.loads((tmp_path / "scores" / "scores.json").read_text())
+  for key in old_meta:  # the old pipeline's schema is a subset of the one schema
+    assert new_meta[key] == old_meta[key], key

@@ -47,6 +47,7 @@ def _assert_trees_close(a, b, **kw):
     np.testing.assert_allclose(x, y, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["beta_vae", "gem"])
 def test_two_devices_match_one_device(variant):
   assert jax.local_device_count() >= 2, "conftest sets two host devices"

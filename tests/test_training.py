@@ -16,6 +16,8 @@ import gem_jax
 from experiments.configs import synthetic_gem
 from gem_jax.train import RunExistsError, checkpoints, loop, train_and_evaluate
 
+pytestmark = pytest.mark.slow  # end-to-end training runs and subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
