@@ -1,7 +1,8 @@
 """Data sets, the facts about them (`DatasetSpec`, `get_dataset`) and the input pipeline.
 
-Importing this package registers the tfds builders (`synthetic_faces`, `celeba_local`,
-`image_folder`).
+The tfds builders (`synthetic_faces`, `celeba_local`, `image_folder`) are registered when a
+data set's builder is first asked for (`DatasetSpec.builder`), so importing this package does
+not load TensorFlow (`gem_jax.data.tf_cpu`).
 """
 from gem_jax.data.errors import DataNotFoundError
 from gem_jax.data.pipeline import load_examples, make_train_iterator

@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from gem_jax.data import celeba
 from gem_jax.data.celeba_files import REQUIRED, celeba_dir, check_celeba_files
 from gem_jax.data.errors import DataNotFoundError
-from gem_jax.data.image_folder import read_rgb  # also hides GPUs from TensorFlow
+from gem_jax.data.image_folder import read_rgb
+from gem_jax.data.tf_cpu import tensorflow_datasets
+
+tfds = tensorflow_datasets()  # the builder classes below subclass tfds types
 
 IMAGE_DIR, ATTR_FILE, LANDMARK_FILE, PARTITION_FILE = REQUIRED
 _SHOWN = 5  # missing files named in an error message

@@ -26,11 +26,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import tensorflow_datasets as tfds
 from PIL import Image, ImageOps
 
-from gem_jax.data import tf_cpu  # noqa: F401  keeps TensorFlow off the GPU (JAX owns it)
 from gem_jax.data.errors import DataNotFoundError
+from gem_jax.data.tf_cpu import tensorflow_datasets
+
+tfds = tensorflow_datasets()  # the builder classes below subclass tfds types
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)

@@ -13,10 +13,9 @@ from typing import Iterator
 
 import jax
 import numpy as np
-import tensorflow_datasets as tfds
 
 from gem_jax.data.registry import get_builder
-from gem_jax.data.tf_cpu import tf
+from gem_jax.data.tf_cpu import tensorflow, tensorflow_datasets
 
 
 def _check_image_spec(builder, image_size: int) -> None:
@@ -62,6 +61,7 @@ def make_train_iterator(data_config, *, global_batch: int, num_devices: int, see
   if global_batch % (jax.process_count() * num_devices):
     raise ValueError(f"batch size {global_batch} does not divide over "
                      f"{jax.process_count() * num_devices} devices")
+  tf, tfds = tensorflow(), tensorflow_datasets()
   builder = get_builder(data_config)
   _check_image_spec(builder, image_size)
   keys = {"image": "image"}
@@ -96,7 +96,7 @@ def load_examples(data_config, split: str, num_examples: int | None = None) -> d
   builder = get_builder(data_config)
   spec = split if num_examples is None else f"{split}[:{num_examples}]"
   ds = builder.as_dataset(split=spec, shuffle_files=False, batch_size=-1)
-  return {k: np.asarray(v) for k, v in tfds.as_numpy(ds).items()}
+  return {k: np.asarray(v) for k, v in tensorflow_datasets().as_numpy(ds).items()}
 
 
 def default_data_dir() -> str:

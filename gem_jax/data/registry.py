@@ -11,15 +11,13 @@ factors from `load_examples` output, so no code outside `gem_jax.data` compares 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from gem_jax.data import synthetic_faces as sf
 from gem_jax.data.celeba import GEM_ATTRIBUTES
-from gem_jax.data.celeba_builder import celeba_builder
-from gem_jax.data.image_folder import image_folder_builder
-from gem_jax.data.synthetic_faces.builder import synthetic_faces_builder  # registers the builder
 
 NUISANCE_BINS = 6  # continuous nuisance factors -> quantile bins (ground-truth factors)
 
@@ -52,7 +50,9 @@ class DatasetSpec:
       (synthetic_faces' NUISANCE); () for others.
     label_key: the feature holding attribute_names' labels ('attributes': levels
       0..num_levels-1; 'gem_labels': 0/1), or None.
-    make_builder: config.data -> a prepared tfds builder.
+    builder_factory: 'module:function' of the function config.data -> a prepared tfds
+      builder. The module (which defines and registers the tfds builder, and so loads
+      TensorFlow) is imported when a builder is first asked for, not with gem_jax.
     sample_factors: (seed, n) -> (attributes int [n, k], factors) from the data set's SCM, or
       None when the data set is not generated.
   """
@@ -64,13 +64,14 @@ class DatasetSpec:
   independent_pairs: tuple[tuple[str, str], ...]
   nuisance_names: tuple[str, ...]
   label_key: str | None
-  make_builder: Callable[[Any], Any] = dataclasses.field(compare=False, repr=False)
+  builder_factory: str
   sample_factors: Callable[[int, int], tuple[np.ndarray, np.ndarray]] | None = (
       dataclasses.field(default=None, compare=False, repr=False))
 
   def builder(self, data_config):
     """The prepared tfds builder for config.data (prepared on first use)."""
-    return self.make_builder(data_config)
+    module, function = self.builder_factory.split(":")
+    return getattr(importlib.import_module(module), function)(data_config)
 
   def oracle_labels(self, examples: Mapping[str, Any]
                     ) -> tuple[np.ndarray | None, list[str] | None]:
@@ -145,14 +146,16 @@ SYNTHETIC_FACES = DatasetSpec(
     name="synthetic_faces", attribute_names=tuple(sf.ATTRIBUTES), num_levels=sf.NUM_LEVELS,
     true_graph=sf.TRUE_GRAPH, independent_pairs=tuple(sf.INDEPENDENT_PAIRS),
     nuisance_names=tuple(sf.NUISANCE), label_key="attributes",
-    make_builder=synthetic_faces_builder, sample_factors=sf.sample_factors)
+    builder_factory="gem_jax.data.synthetic_faces.builder:synthetic_faces_builder",
+    sample_factors=sf.sample_factors)
 CELEBA = DatasetSpec(
     name="celeba", attribute_names=tuple(GEM_ATTRIBUTES), num_levels=2, true_graph=None,
     independent_pairs=(), nuisance_names=(), label_key="gem_labels",
-    make_builder=celeba_builder)
+    builder_factory="gem_jax.data.celeba_builder:celeba_builder")
 IMAGE_FOLDER = DatasetSpec(
     name="image_folder", attribute_names=(), num_levels=0, true_graph=None,
-    independent_pairs=(), nuisance_names=(), label_key=None, make_builder=image_folder_builder)
+    independent_pairs=(), nuisance_names=(), label_key=None,
+    builder_factory="gem_jax.data.image_folder:image_folder_builder")
 
 _SPECS = {spec.name: spec for spec in (SYNTHETIC_FACES, CELEBA, IMAGE_FOLDER)}
 DATASETS = tuple(_SPECS)

@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from tqdm.auto import tqdm
 
-from gem_jax.data.tf_cpu import hide_gpus
+from gem_jax.data.tf_cpu import tensorflow
 from gem_jax.metrics.local_features import (
   LocalFeatures,
   load_local_extractor,
@@ -70,7 +70,7 @@ def metric_label(extractor_name: str, metric: str = "fd") -> str:
 
 def _build_inception(weights: str | None):
   """keras InceptionV3 without its top, global average pooling, 299x299 inputs."""
-  hide_gpus()   # TensorFlow stays off the GPU (JAX owns it)
+  tensorflow()   # loaded with its GPUs hidden (JAX owns them)
   import keras
   return keras.applications.InceptionV3(include_top=False, weights=weights, pooling="avg",
                                         input_shape=(299, 299, 3))

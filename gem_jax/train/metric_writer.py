@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gem_jax.data.tf_cpu import tf
+from gem_jax.data.tf_cpu import tensorflow
 
 
 class MetricWriter:
@@ -17,7 +17,8 @@ class MetricWriter:
     self._path = Path(workdir) / "metrics.jsonl"
     self._path.parent.mkdir(parents=True, exist_ok=True)
     self._file = open(self._path, "a")
-    self._summary = tf.summary.create_file_writer(str(Path(workdir) / "tensorboard"))
+    self._tf = tensorflow()
+    self._summary = self._tf.summary.create_file_writer(str(Path(workdir) / "tensorboard"))
 
   def write_scalars(self, step: int, scalars: dict) -> None:
     values = {k: float(np.asarray(v)) for k, v in scalars.items() if np.ndim(v) == 0}
@@ -25,12 +26,12 @@ class MetricWriter:
     self._file.flush()
     with self._summary.as_default(step=int(step)):
       for name, value in values.items():
-        tf.summary.scalar(name, value)
+        self._tf.summary.scalar(name, value)
 
   def write_image(self, step: int, name: str, image: np.ndarray) -> None:
     """image: uint8 [H, W, 3]."""
     with self._summary.as_default(step=int(step)):
-      tf.summary.image(name, image[None])
+      self._tf.summary.image(name, image[None])
 
   def close(self) -> None:
     self._file.close()

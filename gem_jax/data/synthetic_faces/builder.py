@@ -15,9 +15,7 @@ import dataclasses
 import os
 
 import numpy as np
-import tensorflow_datasets as tfds
 
-from gem_jax.data import tf_cpu  # noqa: F401  keeps TensorFlow off the GPU (JAX owns it)
 from gem_jax.data.synthetic_faces.render import IMAGE_SIZE, render
 from gem_jax.data.synthetic_faces.scm import (
   ATTRIBUTES,
@@ -26,6 +24,9 @@ from gem_jax.data.synthetic_faces.scm import (
   TRUE_GRAPH,
   sample_factors,
 )
+from gem_jax.data.tf_cpu import tensorflow_datasets
+
+tfds = tensorflow_datasets()  # the builder classes below subclass tfds types
 
 SPLITS: tuple[str, ...] = ("train", "test")
 # Images rendered per numpy pass while writing; memory is ~1 MB per 64 images.
