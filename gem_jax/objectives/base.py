@@ -17,6 +17,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import jax
 
+from gem_jax.data import DatasetSpec
 from gem_jax.models.vae import VAE, relate
 from gem_jax.objectives import losses
 
@@ -102,9 +103,9 @@ class Objective:
     del latent_dim
     return {}
 
-  def initial_graph(self, config) -> dict | None:
-    """TrainState.graph when the run passes none (None: A = I, no edges)."""
-    del config
+  def initial_graph(self, latent_dim: int, spec: DatasetSpec) -> dict | None:
+    """TrainState.graph [d, d] arrays when the run passes none (None: A = I, no edges)."""
+    del latent_dim, spec
     return None
 
   def prior_sample(self, params, graph: dict, eps: jax.Array) -> jax.Array:
@@ -114,6 +115,14 @@ class Objective:
 
   def generator_loss(self, ctx: LossContext) -> LossOutput:
     raise NotImplementedError
+
+
+def reject_joint_adversarial(name: str, model_config) -> None:
+  """An objective without the joint adversarial term refuses config.model.adversarial=True."""
+  if model_config.adversarial:
+    raise ValueError(f"objective {name!r} has no joint adversarial term; set "
+                     "config.model.adversarial=False (it pairs with 'beta_vae' for GEM; "
+                     "'dear' always uses it)")
 
 
 def joint_adversarial(ctx: LossContext, z_prior: jax.Array) -> tuple[jax.Array, DiscBatch]:

@@ -28,7 +28,13 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from gem_jax.objectives import losses
-from gem_jax.objectives.base import AXIS, LossContext, LossOutput, Objective
+from gem_jax.objectives.base import (
+  AXIS,
+  LossContext,
+  LossOutput,
+  Objective,
+  reject_joint_adversarial,
+)
 
 __all__ = ["gaussian_log_density", "mws_log_densities", "tcvae_terms",
            "total_correlation_mws", "beta_tcvae_loss", "BetaTCVAE"]
@@ -126,10 +132,7 @@ class BetaTCVAE(Objective):
   @classmethod
   def from_config(cls, config) -> "BetaTCVAE":
     mc = config.model
-    if mc.adversarial:
-      raise ValueError("objective 'beta_tcvae' has no joint adversarial term; set "
-                       "config.model.adversarial=False (it pairs with 'beta_vae' for GEM; "
-                       "'dear' always uses it)")
+    reject_joint_adversarial(cls.name, mc)
     if mc.dataset_size <= 0:
       raise ValueError("objective 'beta_tcvae' needs config.model.dataset_size, the number of "
                        "training images (gem_jax.train.train_and_evaluate fills it in from the "

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gem_jax.data import get_dataset
+from gem_jax.data import DatasetSpec
 from gem_jax.objectives import losses
 from gem_jax.objectives.base import LossContext, LossOutput, Objective, joint_adversarial
 
@@ -142,11 +142,12 @@ class DEAR(Objective):
   def init_extra_params(self, latent_dim: int) -> dict:
     return {"scm": {"a": jnp.zeros((latent_dim, latent_dim), jnp.float32)}}
 
-  def initial_graph(self, config) -> dict:
-    """A_0 = I and, as edge mask, the SCM super-graph of config.model.dear_supergraph."""
-    d = config.model.latent_dim
-    true_graph = get_dataset(config.data).true_graph if self.supergraph == "true" else None
-    return graph_state(d, supergraph_mask(self.supergraph, d, self.num_factors, true_graph))
+  def initial_graph(self, latent_dim: int, spec: DatasetSpec) -> dict:
+    """A_0 = I and, as edge mask, the SCM super-graph `supergraph` (of the data set's true
+    graph, or every i < j)."""
+    true_graph = spec.true_graph if self.supergraph == "true" else None
+    return graph_state(latent_dim, supergraph_mask(self.supergraph, latent_dim,
+                                                   self.num_factors, true_graph))
 
   def prior_sample(self, params, graph: dict, eps: jax.Array) -> jax.Array:
     return scm_sample(eps, masked_weights(params["scm"]["a"], graph["edge_mask"]))

@@ -22,7 +22,14 @@ import jax
 import jax.numpy as jnp
 
 from gem_jax.objectives import losses
-from gem_jax.objectives.base import AXIS, DiscBatch, LossContext, LossOutput, Objective
+from gem_jax.objectives.base import (
+  AXIS,
+  DiscBatch,
+  LossContext,
+  LossOutput,
+  Objective,
+  reject_joint_adversarial,
+)
 
 __all__ = ["permute_dims", "total_correlation_estimate", "FactorVAE"]
 
@@ -58,10 +65,7 @@ class FactorVAE(Objective):
   @classmethod
   def from_config(cls, config) -> "FactorVAE":
     mc = config.model
-    if mc.adversarial:
-      raise ValueError("objective 'factor_vae' has no joint adversarial term; set "
-                       "config.model.adversarial=False (it pairs with 'beta_vae' for GEM; "
-                       "'dear' always uses it)")
+    reject_joint_adversarial(cls.name, mc)
     return cls(beta=mc.beta, factor_gamma=mc.factor_gamma, likelihood=mc.likelihood,
                sigma=mc.sigma)
 

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 from gem_jax import objectives
+from gem_jax.data import get_dataset
 from gem_jax.models import VAE, DisGraph, JointDiscriminator, ZDiscriminator
 
 
@@ -104,7 +105,7 @@ def create_train_state(config, graph: dict | None = None, vae_params=None) -> Tr
   mc = config.model
   d, size = mc.latent_dim, mc.image_size
   objective = objectives.from_config(config)
-  graph = graph or objective.initial_graph(config) or identity_graph(d)
+  graph = graph or objective.initial_graph(d, get_dataset(config.data)) or identity_graph(d)
   if graph["a0"].shape != (d, d):
     raise ValueError(f"A_0 has shape {graph['a0'].shape} but the model has latent_dim={d}; "
                      f"expected ({d}, {d})")
