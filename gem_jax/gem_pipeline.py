@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from gem_jax.data import DatasetSpec, get_dataset, load_examples
+from gem_jax.models import fold_into_decoder
 from gem_jax.models.disgraph import edge_mask, node_mask_from_alignment
 from gem_jax.plots import Panel, save_relation_panels, save_traversal_figure
 from gem_jax.relations import Alignment, align_latents, initial_graph, somers_d
@@ -120,12 +121,31 @@ def run_gem(config, workdir: str | Path):
   graph = make_graph_state(a0, np.asarray(mask, np.float32))
   extra = {"alignment": alignment.to_json(), "somers_d": np.asarray(s).tolist(),
            "scorer": json.loads((scores_dir / "scores.json").read_text())}
+  vae_params = warm["params"]["vae"]
+  if config.gem.compensate_a0:
+    vae_params = compensated_start(vae_params, a0)
   if not checkpoints.reached(root / "gem", config.train.num_steps):
-    train_and_evaluate(config, root / "gem", resume=True, graph=graph,
-                       vae_params=warm["params"]["vae"], extra_meta=extra)
+    train_and_evaluate(config, root / "gem", resume=True, graph=graph, vae_params=vae_params,
+                       extra_meta=extra)
   model = load(str(root / "gem"))
   write_figures(config, model, root / "figures", examples["image"][0])
   return model
+
+
+def compensated_start(vae_params, a0: np.ndarray):
+  """Warm-up VAE params for stage 4 whose decoder, fed z_rel = A_0^T z, computes what the
+  warm-up's computed from z (first dense layer A_0^-1 W1), so that switching A from I to A_0
+  does not by itself push the learner back towards I (config.gem.compensate_a0).
+
+  Raises:
+    ValueError: A_0 [d, d] is singular (numerically: condition number over 1e6).
+  """
+  cond = np.linalg.cond(a0)
+  if not np.isfinite(cond) or cond > 1e6:
+    raise ValueError(f"config.gem.compensate_a0 needs an invertible A_0; this A_0 has condition "
+                     f"number {cond:.3g}. Set config.gem.compensate_a0=False to start stage 4 "
+                     "from the warm-up weights as they are.")
+  return fold_into_decoder(vae_params, np.linalg.inv(a0).astype(np.float32))
 
 
 def write_figures(config, model: TrainedModel, out: Path, image: np.ndarray) -> None:

@@ -278,7 +278,10 @@ def test_relation_recovery_of_the_true_graph():
       "sign_accuracy": 1.0,
       "auroc": 1.0,
       "directed_auroc": 1.0,
+      "auroc_all_pairs": 1.0,
+      "orientation_accuracy": 1.0,
       "spearman": pytest.approx(1.0, abs=1e-12),
+      "weight_mae": 0.0,
       "num_true_edges": 3,
       "num_negative_pairs": 3,
   }
@@ -308,8 +311,17 @@ def test_relation_recovery_hand_worked_three_nodes():
   off = ~np.eye(3, dtype=bool)
   expected = scipy.stats.spearmanr(learned[off], true[off]).statistic
   assert r["spearman"] == pytest.approx(expected, abs=1e-12)
+  # |L01| = .5 > |L10| = .2: the one edge is oriented right.
+  assert r["orientation_accuracy"] == 1.0
+  # |L - W| off the diagonal: .3, .1, .2, .2, .5, .3.
+  assert r["weight_mae"] == pytest.approx(1.6 / 6)
   assert relation_recovery(learned, true, independent_pairs=[(2, 1)])["auroc"] == 1.0
-  assert relation_recovery(learned, true, independent_pairs=[(0, 2)])["auroc"] == 0.5
+  restricted = relation_recovery(learned, true, independent_pairs=[(0, 2)])
+  assert restricted["auroc"] == 0.5
+  assert restricted["auroc_all_pairs"] == r["auroc"] == 0.75  # every pair, whatever is given
+  reversed_edge = learned.copy()
+  reversed_edge[1, 0] = 0.5  # a tie between the two directions counts 1/2
+  assert relation_recovery(reversed_edge, true)["orientation_accuracy"] == 0.5
 
 
 def test_relation_recovery_empty_classes_and_bad_input():

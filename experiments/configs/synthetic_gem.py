@@ -7,7 +7,10 @@ The string after ':' is a comma-separated list of tokens (big_vision style):
   presets   '' (the paper's settings), 'demo' (a few CPU minutes), 'cpu30' (half an hour
             on 2 CPU cores), 'tiny' (seconds; tests)
   variants  'beta_vae' (the β-VAE branch alone), 'gem' (default: DisGraph with the graph
-            learner + joint discriminator), 'gem_single' (A fixed at A_0, no learner);
+            learner + joint discriminator), 'gem_single' (A fixed at A_0, no learner),
+            'gem_paper' (the paper's form, kept for reproduction: A reaches the losses only
+            through the decoder's input, where its first dense layer can absorb it, so A is
+            not identifiable; docs/design.md; today also what 'gem' trains);
             Table 1 baselines sharing GEM's encoder and decoder (`experiments.baselines`):
             'beta_tcvae', 'factor_vae', 'dear' (plain VAE = 'beta_vae,vae')
   ablations 'no_learner', 'no_adversarial', 'vae' (beta = 1)
@@ -19,7 +22,7 @@ from ml_collections.config_dict import placeholder
 
 PRESETS = ("demo", "cpu30", "tiny")
 BASELINES = ("beta_tcvae", "factor_vae", "dear")
-VARIANTS = ("beta_vae", "gem", "gem_single") + BASELINES
+VARIANTS = ("beta_vae", "gem", "gem_single", "gem_paper") + BASELINES
 ABLATIONS = ("no_learner", "no_adversarial", "vae")
 ATTRIBUTES = ("bangs", "bald", "gender", "beard", "blond", "makeup")
 # Table 1's methods by name: the tokens each method's run config is built from (the one copy;
@@ -90,6 +93,7 @@ def _base() -> ml_collections.ConfigDict:
   c.gem.warmup_batch_size = 64
   c.gem.warmup_learning_rate = 1e-4
   c.gem.warmup_beta = placeholder(float)  # unset: model.beta (docs/decisions.md, "Warm-up beta")
+  c.gem.compensate_a0 = False     # stage 4 starts with the decoder's first layer A_0^-1 W1
   c.gem.num_scored_images = 1_500  # the paper's N
   c.gem.attributes = ",".join(ATTRIBUTES)
   c.gem.scorer = ml_collections.ConfigDict()
@@ -151,6 +155,8 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
     m.name, m.graph_learner, m.adversarial = "gem", True, True
   elif token == "gem_single":
     m.name, m.graph_learner, m.adversarial = "gem_single", False, True
+  elif token == "gem_paper":
+    m.name, m.graph_learner, m.adversarial = "gem_paper", True, True
   elif token in BASELINES:
     _apply_baseline(c, token)
   elif token == "no_learner":

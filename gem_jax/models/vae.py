@@ -29,6 +29,18 @@ def relate(z: jax.Array, adjacency: jax.Array) -> jax.Array:
   return z @ adjacency
 
 
+def fold_into_decoder(vae_params, g) -> dict:
+  """VAE params whose decoder reads z_rel G where it read z_rel: its first dense layer's kernel
+  W1 [d, hidden] becomes G W1 (G [d, d]). With G = A^-1 a decoder fed z_rel = A^T z computes
+  what it computed from z; with G = A it absorbs A, so that A = I gives the same function."""
+  decoder = dict(vae_params["params"]["decoder"])
+  dense = dict(decoder["Dense_0"])
+  chex.assert_shape(g, (dense["kernel"].shape[0],) * 2)
+  dense["kernel"] = jnp.asarray(g, dense["kernel"].dtype) @ dense["kernel"]
+  decoder["Dense_0"] = dense
+  return {**vae_params, "params": {**vae_params["params"], "decoder": decoder}}
+
+
 class Encoder(nn.Module):
   """E_sem: images [B, H, W, 3] in [0, 1] -> (mu [B, d], logvar [B, d])."""
 

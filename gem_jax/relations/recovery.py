@@ -153,6 +153,16 @@ def _check_pairs(
   return sorted(pairs)
 
 
+def _orientation_accuracy(learned: np.ndarray, true_graph: np.ndarray) -> Optional[float]:
+  """Share of true edges i -> j (no true j -> i) with |L_ij| > |L_ji|, ties 1/2; None if none."""
+  k = learned.shape[0]
+  mag = np.abs(learned)
+  votes = [1.0 if mag[i, j] > mag[j, i] else 0.5 if mag[i, j] == mag[j, i] else 0.0
+           for i in range(k) for j in range(k)
+           if i != j and true_graph[i, j] != 0 and true_graph[j, i] == 0]
+  return float(np.mean(votes)) if votes else None
+
+
 def relation_recovery(
     learned, true_graph, *, independent_pairs: Optional[Sequence[tuple[int, int]]] = None
 ) -> dict:
@@ -170,21 +180,25 @@ def relation_recovery(
     max(|L_ij|, |L_ji|) separating unordered pairs joined by a true edge (either direction)
     from pairs with no edge in either direction (or from `independent_pairs`); "directed_auroc":
     |L_ij| of the true edges i -> j against |L_ij| of every ordered pair i != j with no edge
-    i -> j (reversed true edges included; `independent_pairs` not used); "spearman": Spearman
-    correlation of learned and true weights over the k (k - 1) off-diagonal ordered pairs;
-    "num_true_edges", "num_negative_pairs" (the negatives of `auroc`)}.
+    i -> j (reversed true edges included; `independent_pairs` not used); "auroc_all_pairs":
+    `auroc` against every unordered pair without an edge (confounded and indirect pairs
+    included) even when `independent_pairs` is given; "orientation_accuracy": share of true
+    edges i -> j (without a true j -> i) with |L_ij| > |L_ji| (a tie counts 1/2); "spearman":
+    Spearman correlation of learned and true weights over the k (k - 1) off-diagonal ordered
+    pairs; "weight_mae": mean |L_ij - W_ij| over those pairs; "num_true_edges",
+    "num_negative_pairs" (the negatives of `auroc`)}.
     An AUROC with an empty class, a sign accuracy without true edges and a Spearman
     correlation with a constant side are None. AUROCs count ties as 1/2 (`auroc`).
   """
   learned, true_graph = _check_graphs(learned, true_graph)
   k = learned.shape[0]
-  if independent_pairs is None:
-    edge = true_graph != 0
-    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)
-             if not (edge[i, j] or edge[j, i])]
-  else:
-    pairs = _check_pairs(independent_pairs, true_graph)
+  edge = true_graph != 0
+  unjoined = [(i, j) for i in range(k) for j in range(i + 1, k)
+              if not (edge[i, j] or edge[j, i])]
+  pairs = unjoined if independent_pairs is None else _check_pairs(independent_pairs,
+                                                                  true_graph)
   p = _pair_scores(learned, true_graph, pairs)
+  all_pairs = _pair_scores(learned, true_graph, unjoined)
 
   off_diagonal = ~np.eye(k, dtype=bool)
   non_edge = off_diagonal & (true_graph == 0)
@@ -197,7 +211,10 @@ def relation_recovery(
       "sign_accuracy": float(p.signs_right.mean()) if p.edges else None,
       "auroc": auroc(p.joined_max, p.pair_max),
       "directed_auroc": auroc(p.edge_abs, np.abs(learned)[non_edge]),
+      "auroc_all_pairs": auroc(all_pairs.joined_max, all_pairs.pair_max),
+      "orientation_accuracy": _orientation_accuracy(learned, true_graph),
       "spearman": spearman,
+      "weight_mae": float(np.mean(np.abs(x - y))),
       "num_true_edges": len(p.edges),
       "num_negative_pairs": int(p.pair_max.size),
   }

@@ -22,6 +22,7 @@ ADDED_KEYS = {
     "model": {"objective": "beta_vae", "disc_r1_gamma": 0.0, "disc_r1_stride": 1},
     "train": {"disc_adam_b1": None, "disc_adam_b2": None},
     "data": {"label_key": None, "label_max": 5},
+    "gem": {"compensate_a0": False},
 }
 
 
