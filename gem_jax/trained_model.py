@@ -16,8 +16,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from gem_jax import objectives
 from gem_jax.models import VAE, relate
-from gem_jax.objectives.dear import masked_weights, scm_sample
+from gem_jax.objectives.base import scm_sample
+from gem_jax.objectives.dear import masked_weights
 from gem_jax.relations.alignment import Alignment
 from gem_jax.train import checkpoints
 from gem_jax.train.checkpoints import MODEL_KIND
@@ -34,9 +36,12 @@ class TrainedModel:
 
   def __init__(self, module: VAE, params, adjacency: np.ndarray, config=None, step=None,
                alignment=None, graph_state: dict | None = None, meta: dict | None = None,
-               scm_weights: np.ndarray | None = None):
+               scm_weights: np.ndarray | None = None, prior_weights: np.ndarray | None = None):
     self.module = module
     self._scm_weights = None if scm_weights is None else np.asarray(scm_weights, np.float32)
+    prior_weights = self._scm_weights if prior_weights is None else prior_weights
+    self._prior_weights = (None if prior_weights is None
+                           else np.asarray(prior_weights, np.float32))
     self.graph_state = graph_state
     self.meta = meta
     self.params = params
@@ -57,9 +62,10 @@ class TrainedModel:
     scm = None
     if "scm" in params:
       scm = np.asarray(masked_weights(params["scm"]["a"], graph["edge_mask"]))
+    prior = objectives.get(config.model.objective).prior_weights(params, graph, adjacency)
     return cls(make_model(config.model), params["vae"], np.asarray(adjacency), config,
                int(get("step")), alignment, graph_state=dict(graph), meta=meta,
-               scm_weights=scm)
+               scm_weights=scm, prior_weights=None if prior is None else np.asarray(prior))
 
   @property
   def scm_weights(self) -> np.ndarray | None:
@@ -112,11 +118,12 @@ class TrainedModel:
     return self.decode(self.encode(images)[0])
 
   def sample(self, num: int, seed: int = 0) -> np.ndarray:
-    """Decodes z from the prior: N(0, I), or for DEAR its SCM z = (I - A^T)^-1 eps:
-    float32 [num, H, W, 3]."""
+    """Decodes z from the objective's prior: N(0, I), or a linear SCM z = (I - W^T)^-1 eps
+    (DEAR's learned weights; for 'gem_scm' the DisGraph's off-diagonal A): float32
+    [num, H, W, 3]."""
     z = jax.random.normal(jax.random.PRNGKey(seed), (num, self.latent_dim))
-    if self._scm_weights is not None:
-      z = scm_sample(z, jnp.asarray(self._scm_weights))
+    if self._prior_weights is not None:
+      z = scm_sample(z, jnp.asarray(self._prior_weights))
     return self.decode(z)
 
   def traverse(self, image, latent: int, values: Sequence[float]) -> np.ndarray:

@@ -10,7 +10,9 @@ The string after ':' is a comma-separated list of tokens (big_vision style):
             learner + joint discriminator), 'gem_single' (A fixed at A_0, no learner),
             'gem_paper' (the paper's form, kept for reproduction: A reaches the losses only
             through the decoder's input, where its first dense layer can absorb it, so A is
-            not identifiable; docs/design.md; today also what 'gem' trains);
+            not identifiable; docs/design.md; today also what 'gem' trains), 'gem_scm'
+            (GEM whose KL is on the noise of the SCM z = W^T z + eps, W = A - I: A is
+            identifiable; gem_jax/objectives/gem_scm.py, not measured yet);
             Table 1 baselines sharing GEM's encoder and decoder (`experiments.baselines`):
             'beta_tcvae', 'factor_vae', 'dear' (plain VAE = 'beta_vae,vae')
   ablations 'no_learner', 'no_adversarial', 'vae' (beta = 1)
@@ -22,7 +24,7 @@ from ml_collections.config_dict import placeholder
 
 PRESETS = ("demo", "cpu30", "tiny")
 BASELINES = ("beta_tcvae", "factor_vae", "dear")
-VARIANTS = ("beta_vae", "gem", "gem_single", "gem_paper") + BASELINES
+VARIANTS = ("beta_vae", "gem", "gem_single", "gem_paper", "gem_scm") + BASELINES
 ABLATIONS = ("no_learner", "no_adversarial", "vae")
 ATTRIBUTES = ("bangs", "bald", "gender", "beard", "blond", "makeup")
 # Table 1's methods by name: the tokens each method's run config is built from (the one copy;
@@ -157,6 +159,9 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
     m.name, m.graph_learner, m.adversarial = "gem_single", False, True
   elif token == "gem_paper":
     m.name, m.graph_learner, m.adversarial = "gem_paper", True, True
+  elif token == "gem_scm":
+    m.name, m.graph_learner, m.adversarial = "gem_scm", True, True
+    m.objective = "gem_scm"
   elif token in BASELINES:
     _apply_baseline(c, token)
   elif token == "no_learner":

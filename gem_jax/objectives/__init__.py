@@ -18,12 +18,14 @@ from gem_jax.objectives.beta_tcvae import BetaTCVAE
 from gem_jax.objectives.dear import DEAR
 from gem_jax.objectives.factor_vae import FactorVAE
 from gem_jax.objectives.gem import GemObjective
+from gem_jax.objectives.gem_scm import GemScmObjective
 
 OBJECTIVES: dict[str, type[Objective]] = {
     "beta_vae": GemObjective,
     "beta_tcvae": BetaTCVAE,
     "factor_vae": FactorVAE,
     "dear": DEAR,
+    "gem_scm": GemScmObjective,
 }
 
 DEFAULT = "beta_vae"  # what configs saved before config.model.objective existed mean
@@ -44,4 +46,4 @@ def from_config(config) -> Objective:
 
 __all__ = ["OBJECTIVES", "DEFAULT", "get", "from_config", "Objective", "LossContext",
            "LossOutput", "StepInputs", "DiscBatch", "joint_adversarial", "GemObjective",
-           "BetaTCVAE", "FactorVAE", "DEAR"]
+           "BetaTCVAE", "FactorVAE", "DEAR", "GemScmObjective"]

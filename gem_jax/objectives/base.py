@@ -6,7 +6,7 @@ a run starts (`from_config`). The generic train step (`gem_jax.train.step`) asks
   - which extra generator parameters it owns (`init_extra_params`, e.g. DEAR's SCM weights),
   - which graph state it starts from when the run gives none (`initial_graph`),
   - its generator loss (`generator_loss(ctx) -> LossOutput`), and
-  - how to draw latents from its prior (`prior_sample`, N(0, I) unless it says otherwise).
+  - its prior: N(0, I), or a linear SCM whose weights `prior_weights` gives (`prior_sample`).
 Adding a method is one new file with one such class and one line in `gem_jax.objectives`'
 registry (docs/design.md, "Adding an objective", has a worked example).
 """
@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, NamedTuple
 
+import chex
 import jax
+import jax.numpy as jnp
 
 from gem_jax.data import DatasetSpec
 from gem_jax.models.vae import VAE, relate
@@ -108,13 +110,33 @@ class Objective:
     del latent_dim, spec
     return None
 
-  def prior_sample(self, params, graph: dict, eps: jax.Array) -> jax.Array:
-    """Latents z [B, d] of the prior from N(0, I) noise eps [B, d]."""
-    del params, graph
-    return eps
+  @classmethod
+  def prior_weights(cls, params, graph: dict, a: jax.Array) -> jax.Array | None:
+    """The weights W [d, d] of a linear SCM prior z = W^T z + eps (W[i, j]: edge i -> j), or
+    None for the N(0, I) prior. a: the DisGraph's A [d, d]."""
+    del params, graph, a
+    return None
+
+  def prior_sample(self, params, graph: dict, a: jax.Array, eps: jax.Array) -> jax.Array:
+    """Latents z [B, d] of the prior from N(0, I) noise eps [B, d]: eps itself, or the SCM
+    z = (I - W^T)^-1 eps of `prior_weights`."""
+    w = self.prior_weights(params, graph, a)
+    return eps if w is None else scm_sample(eps, w)
 
   def generator_loss(self, ctx: LossContext) -> LossOutput:
     raise NotImplementedError
+
+
+def scm_sample(eps: jax.Array, w: jax.Array) -> jax.Array:
+  """z = (I - W^T)^{-1} eps for each row: eps [B, d], W [d, d] -> z [B, d].
+
+  Solves (I - W)^T z_i = eps_i rather than forming the inverse; z then satisfies
+  z = z W + eps row-wise, i.e. z_j = sum_i W[i, j] z_i + eps_j.
+  """
+  chex.assert_rank(eps, 2)
+  chex.assert_shape(w, (eps.shape[1], eps.shape[1]))
+  i_minus_w = jnp.eye(w.shape[0], dtype=w.dtype) - w
+  return jnp.linalg.solve(i_minus_w.T, eps.T).T
 
 
 def reject_joint_adversarial(name: str, model_config) -> None:

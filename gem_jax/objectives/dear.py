@@ -28,7 +28,13 @@ import numpy as np
 
 from gem_jax.data import DatasetSpec
 from gem_jax.objectives import losses
-from gem_jax.objectives.base import LossContext, LossOutput, Objective, joint_adversarial
+from gem_jax.objectives.base import (
+  LossContext,
+  LossOutput,
+  Objective,
+  joint_adversarial,
+  scm_sample,
+)
 
 __all__ = ["SUPERGRAPHS", "scm_sample", "masked_weights", "standardise_labels",
            "supervised_loss", "supergraph_mask", "graph_state", "DEAR"]
@@ -39,18 +45,6 @@ SUPERGRAPHS = ("true", "full")
 def masked_weights(a: jax.Array, edge_mask: jax.Array) -> jax.Array:
   """The SCM weights the model uses: A [d, d] with entries outside the mask exactly 0."""
   return a * edge_mask
-
-
-def scm_sample(eps: jax.Array, a: jax.Array) -> jax.Array:
-  """z = (I - A^T)^{-1} eps for each row: eps [B, d], A [d, d] (a DAG) -> z [B, d].
-
-  Solves (I - A)^T z_i = eps_i rather than forming the inverse; z then satisfies
-  z = z A + eps row-wise, i.e. z_j = sum_i A[i, j] z_i + eps_j.
-  """
-  chex.assert_rank(eps, 2)
-  chex.assert_shape(a, (eps.shape[1], eps.shape[1]))
-  i_minus_a = jnp.eye(a.shape[0], dtype=a.dtype) - a
-  return jnp.linalg.solve(i_minus_a.T, eps.T).T
 
 
 def standardise_labels(labels: jax.Array, label_max: float) -> jax.Array:
@@ -149,8 +143,11 @@ class DEAR(Objective):
     return graph_state(latent_dim, supergraph_mask(self.supergraph, latent_dim,
                                                    self.num_factors, true_graph))
 
-  def prior_sample(self, params, graph: dict, eps: jax.Array) -> jax.Array:
-    return scm_sample(eps, masked_weights(params["scm"]["a"], graph["edge_mask"]))
+  @classmethod
+  def prior_weights(cls, params, graph: dict, a: jax.Array) -> jax.Array:
+    """The SCM's learned weights, zero outside the super-graph (the decoder's A is I)."""
+    del a
+    return masked_weights(params["scm"]["a"], graph["edge_mask"])
 
   def generator_loss(self, ctx: LossContext) -> LossOutput:
     labels = ctx.inputs.labels
@@ -162,7 +159,7 @@ class DEAR(Objective):
                        "the data set's labels")
     recon = losses.reconstruction_nll(ctx.out["logits"], ctx.inputs.x, self.likelihood,
                                       self.sigma).mean()
-    z_prior = self.prior_sample(ctx.params, ctx.graph, ctx.inputs.prior_eps)
+    z_prior = self.prior_sample(ctx.params, ctx.graph, ctx.a, ctx.inputs.prior_eps)
     l_adv_g, disc_batch = joint_adversarial(ctx, z_prior)
     sup = supervised_loss(ctx.out["mu"], labels, self.label_max)
     total = recon + self.lambda_adv * l_adv_g + self.lambda_sup * sup

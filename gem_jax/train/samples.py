@@ -23,6 +23,6 @@ def sample_grid(config, objective: Objective, state: TrainState, images: np.ndar
   n = len(images)
   mu, _ = vae.apply(params["vae"], jnp.asarray(images, jnp.float32) / 255.0, method=VAE.encode)
   eps = jax.random.normal(jax.random.PRNGKey(seed), (n, mc.latent_dim))
-  z = objective.prior_sample(params, graph, eps)
+  z = objective.prior_sample(params, graph, a, eps)
   rows = np.concatenate([images / 255.0, np.asarray(decode(mu)), np.asarray(decode(z))])
   return image_grid(rows, ncols=n)
