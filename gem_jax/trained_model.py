@@ -19,7 +19,6 @@ import numpy as np
 from gem_jax import objectives
 from gem_jax.models import VAE, relate
 from gem_jax.objectives.base import scm_sample
-from gem_jax.objectives.dear import masked_weights
 from gem_jax.relations.alignment import Alignment
 from gem_jax.train import checkpoints
 from gem_jax.train.checkpoints import MODEL_KIND
@@ -59,13 +58,12 @@ class TrainedModel:
     params, graph = get("params"), get("graph")
     adjacency = make_graph_module(config.model).apply(params["graph"], graph["a0"],
                                                       graph["edge_mask"])
-    scm = None
-    if "scm" in params:
-      scm = np.asarray(masked_weights(params["scm"]["a"], graph["edge_mask"]))
     prior = objectives.get(config.model.objective).prior_weights(params, graph, adjacency)
+    prior = None if prior is None else np.asarray(prior)
+    scm = prior if "scm" in params else None  # DEAR's prior is its learned SCM
     return cls(make_model(config.model), params["vae"], np.asarray(adjacency), config,
                int(get("step")), alignment, graph_state=dict(graph), meta=meta,
-               scm_weights=scm, prior_weights=None if prior is None else np.asarray(prior))
+               scm_weights=scm, prior_weights=prior)
 
   @property
   def scm_weights(self) -> np.ndarray | None:

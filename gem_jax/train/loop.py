@@ -19,7 +19,7 @@ from gem_jax.train.checkpoints import MODEL_KIND
 from gem_jax.train.metric_writer import MetricWriter
 from gem_jax.train.samples import sample_grid
 from gem_jax.train.state import TrainState, create_train_state
-from gem_jax.train.step import make_pmapped_step, replicate, unreplicate
+from gem_jax.train.step import StepConfig, make_pmapped_step, replicate, unreplicate
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -89,15 +89,16 @@ def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
   config = resolve_config(config)
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  cfg = StepConfig.from_config(config)  # the objective and step switches, built once
   manager = checkpoints.make_manager(workdir / "checkpoints",
                                      max_to_keep=config.train.keep_checkpoints,
                                      save_interval_steps=config.train.checkpoint_every)
   state = _open_or_resume(config, workdir, resume,
-                          create_train_state(config, graph, vae_params), manager)
+                          create_train_state(config, graph, vae_params, cfg.objective),
+                          manager)
   (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
   devices = _devices(config.train)
-  step_fn = make_pmapped_step(config, devices)
-  objective = objectives.from_config(config)
+  step_fn = make_pmapped_step(config, devices, cfg)
   start = int(state.step)
   batches = make_train_iterator(config.data, global_batch=config.train.batch_size,
                                 num_devices=len(devices), seed=config.seed,
@@ -124,7 +125,7 @@ def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
         writer.write_scalars(step, scalars)
         t0, last_log_step = time.perf_counter(), step
       if step % config.train.sample_every == 0 or step == config.train.num_steps:
-        grid = sample_grid(config, objective, unreplicate(rstate), fixed, config.seed)
+        grid = sample_grid(config, cfg.objective, unreplicate(rstate), fixed, config.seed)
         save_image(workdir / "samples" / f"step_{step:07d}.png", grid)
         writer.write_image(step, "samples", grid)
       if step % config.train.checkpoint_every == 0 or step == config.train.num_steps:

@@ -95,16 +95,18 @@ def make_graph_state(a0: np.ndarray, edge_mask: np.ndarray) -> dict:
   return {"a0": a0, "edge_mask": np.asarray(edge_mask, np.float32), "anchor": a0.copy()}
 
 
-def create_train_state(config, graph: dict | None = None, vae_params=None) -> TrainState:
+def create_train_state(config, graph: dict | None = None, vae_params=None,
+                       objective: objectives.Objective | None = None) -> TrainState:
   """Initialises a state on the host (unreplicated).
 
   graph: from `make_graph_state` (default: the objective's `initial_graph`, else
   `identity_graph`). vae_params: start the encoder and decoder from these (e.g. the warm-up
-  run's) instead of a fresh init.
+  run's) instead of a fresh init. objective: the run's, when the caller has built it already
+  (default: from config).
   """
   mc = config.model
   d, size = mc.latent_dim, mc.image_size
-  objective = objectives.from_config(config)
+  objective = objective or objectives.from_config(config)
   graph = graph or objective.initial_graph(d, get_dataset(config.data)) or identity_graph(d)
   if graph["a0"].shape != (d, d):
     raise ValueError(f"A_0 has shape {graph['a0'].shape} but the model has latent_dim={d}; "

@@ -199,15 +199,17 @@ def train_step(state: TrainState, batch: dict, *, vae: VAE, graph_module, disc, 
   return new_state, metrics
 
 
-def make_pmapped_step(config, devices: Sequence[jax.Device] | None = None) -> Callable:
+def make_pmapped_step(config, devices: Sequence[jax.Device] | None = None,
+                      cfg: StepConfig | None = None) -> Callable:
   """jit + pmap of `train_step` over `devices` (default: all local devices).
 
   The returned function takes a replicated state and a batch {'image': uint8 [num_devices,
   per_device_batch, H, W, 3]} (DEAR: also 'labels' [num_devices, per_device_batch, k]) and
-  returns (state, metrics), both replicated.
+  returns (state, metrics), both replicated. cfg: the run's StepConfig when the caller has
+  built it already (default: from config).
   """
   mc = config.model
-  cfg = StepConfig.from_config(config)
+  cfg = cfg or StepConfig.from_config(config)
   body = functools.partial(train_step, vae=make_model(mc), graph_module=make_graph_module(mc),
                            disc=make_discriminator(mc, cfg.objective.discriminator),
                            tx=make_optimizer(config.train),
