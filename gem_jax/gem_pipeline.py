@@ -14,9 +14,11 @@ scorer is remote (openai, gemini) scoring runs in a thread alongside the warm-up
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,10 +36,11 @@ REMOTE_BACKENDS = ("openai", "gemini")
 
 
 def warmup_config(config):
-  """The β-VAE branch alone (A = I, no discriminator) for config.gem.warmup_steps, with
-  beta = config.gem.warmup_beta where set."""
+  """The β-VAE branch alone (objective 'beta_vae', A = I, no discriminator) for
+  config.gem.warmup_steps, with beta = config.gem.warmup_beta where set."""
   c = config.copy_and_resolve_references()
   c.model.name, c.model.graph_learner, c.model.adversarial = "warmup", False, False
+  c.model.objective = "beta_vae"
   c.model.lambda_dis = 1.0
   c.train.num_steps = config.gem.warmup_steps
   c.train.batch_size = config.gem.warmup_batch_size
@@ -98,9 +101,22 @@ def run_alignment(config, workdir: Path, warmup_dir: Path, images: np.ndarray,
   return alignment, s, a0
 
 
-def run_gem(config, workdir: str | Path):
-  """All four stages; returns the trained GEM as a TrainedModel."""
-  root = Path(workdir)
+@dataclasses.dataclass(frozen=True)
+class Stage4Start:
+  """What stages 1-3 hand to stage 4: graph (TrainState.graph: A_0, edge mask, anchor),
+  vae_params (the warm-up's), extra_meta (alignment, S, scorer; saved with the checkpoints),
+  examples (the scored images, {'image': uint8 [N, H, W, 3], ...})."""
+
+  graph: dict
+  vae_params: Any
+  extra_meta: dict
+  examples: dict
+
+
+def run_shared_stages(config, root: str | Path) -> Stage4Start:
+  """Stages 1-3 under root (warmup/, scores/, graph/), each resumed or skipped when done.
+  They depend on the warm-up and scorer settings only, so GEM variants can share them."""
+  root = Path(root)
   examples = load_examples(config.data, config.data.split, config.gem.num_scored_images)
   scores_dir = root / "scores"
   with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
@@ -121,14 +137,28 @@ def run_gem(config, workdir: str | Path):
   graph = make_graph_state(a0, np.asarray(mask, np.float32))
   extra = {"alignment": alignment.to_json(), "somers_d": np.asarray(s).tolist(),
            "scorer": json.loads((scores_dir / "scores.json").read_text())}
-  vae_params = warm["params"]["vae"]
+  return Stage4Start(graph=graph, vae_params=warm["params"]["vae"], extra_meta=extra,
+                     examples=examples)
+
+
+def run_stage4(config, start: Stage4Start, out: str | Path) -> TrainedModel:
+  """Stage 4 (GEM) into `out` from the shared stages' start, resumed from its last checkpoint;
+  the decoder's first layer is compensated for A_0 when config.gem.compensate_a0."""
+  vae_params = start.vae_params
   if config.gem.compensate_a0:
-    vae_params = compensated_start(vae_params, a0)
-  if not checkpoints.reached(root / "gem", config.train.num_steps):
-    train_and_evaluate(config, root / "gem", resume=True, graph=graph, vae_params=vae_params,
-                       extra_meta=extra)
-  model = load(str(root / "gem"))
-  write_figures(config, model, root / "figures", examples["image"][0])
+    vae_params = compensated_start(vae_params, np.asarray(start.graph["a0"]))
+  if not checkpoints.reached(Path(out), config.train.num_steps):
+    train_and_evaluate(config, out, resume=True, graph=start.graph, vae_params=vae_params,
+                       extra_meta=start.extra_meta)
+  return load(str(out))
+
+
+def run_gem(config, workdir: str | Path) -> TrainedModel:
+  """All four stages; returns the trained GEM as a TrainedModel."""
+  root = Path(workdir)
+  start = run_shared_stages(config, root)
+  model = run_stage4(config, start, root / "gem")
+  write_figures(config, model, root / "figures", start.examples["image"][0])
   return model
 
 

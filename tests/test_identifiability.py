@@ -14,7 +14,16 @@ import gem_jax
 from experiments.configs import synthetic_gem
 from gem_jax import gem_pipeline, objectives
 from gem_jax.models import VAE, DisGraph, JointDiscriminator, fold_into_decoder, relate
-from gem_jax.objectives import GemObjective, GemScmObjective, LossContext, StepInputs, losses
+from gem_jax.objectives import (
+  GemObjective,
+  GemRelconObjective,
+  GemScmObjective,
+  LossContext,
+  StepInputs,
+  losses,
+)
+from gem_jax.objectives.base import AXIS
+from gem_jax.objectives.gem_relcon import relation_consistency
 from gem_jax.objectives.gem_scm import scm_kl
 from gem_jax.train import make_graph_state, train_and_evaluate
 
@@ -43,17 +52,21 @@ def _graph_a() -> np.ndarray:
   return a
 
 
-def _loss_terms(objective, vae, disc, vae_params, disc_params, x, a) -> dict:
+def _loss_terms(objective, vae, disc, vae_params, disc_params, x, a,
+                terms=("recon", "kl", "adv_generator", "l_dis")) -> dict:
+  """The objective's loss terms, computed as the train step does (under a 1-device batch axis,
+  so that objectives which gather over devices run)."""
   keys = jax.random.split(jax.random.PRNGKey(3), 3)
   inputs = StepInputs(x=x, eps=jax.random.normal(keys[0], (BATCH, D)),
                       prior_eps=jax.random.normal(keys[1], (BATCH, D)), perm_key=keys[2],
                       labels=None)
   out = vae.apply(vae_params, x, inputs.eps, jnp.asarray(a))
+  graph = {"edge_mask": jnp.asarray(~np.eye(D, dtype=bool), jnp.float32)}
   ctx = LossContext(params={"vae": vae_params, "graph": {}}, disc_params=disc_params,
-                    graph={}, inputs=inputs, out=out, a=jnp.asarray(a), vae=vae, disc=disc)
-  total, metrics, _ = objective.generator_loss(ctx)
-  return {"total": float(total), **{k: float(metrics[k])
-                                    for k in ("recon", "kl", "adv_generator", "l_dis")}}
+                    graph=graph, inputs=inputs, out=out, a=jnp.asarray(a), vae=vae, disc=disc)
+  loss = jax.vmap(lambda _: objective.generator_loss(ctx)[:2], axis_name=AXIS)
+  total, metrics = jax.tree.map(lambda v: v[0], loss(jnp.zeros(1)))
+  return {"total": float(total), **{k: float(metrics[k]) for k in terms}}
 
 
 def test_paper_form_is_unchanged_when_a_is_folded_into_the_decoder():
@@ -128,6 +141,61 @@ def test_scm_prior_form_changes_when_a_is_folded_into_the_decoder():
                        np.eye(D, dtype=np.float32))
   assert folded["recon"] == pytest.approx(with_graph["recon"], rel=1e-5)  # the decoder's part
   assert abs(folded["kl"] - with_graph["kl"]) > 1e-3  # ... but the KL sees A: identifiable
+
+
+def test_relation_consistency_form_changes_when_a_is_folded_into_the_decoder():
+  objective = GemRelconObjective(beta=4.0, adversarial=True, lambda_dis=0.6, lambda_adv=0.8)
+  vae, disc, vae_params, disc_params, x = _modules_and_params()
+  a = _graph_a()
+  terms = ("recon", "kl", "relcon")
+  with_graph = _loss_terms(objective, vae, disc, vae_params, disc_params, x, a, terms)
+  folded = _loss_terms(objective, vae, disc, fold_into_decoder(vae_params, a), disc_params, x,
+                       np.eye(D, dtype=np.float32), terms)
+  assert folded["recon"] == pytest.approx(with_graph["recon"], rel=1e-5)
+  assert folded["kl"] == pytest.approx(with_graph["kl"], rel=1e-5)
+  assert abs(folded["relcon"] - with_graph["relcon"]) > 1e-3  # the term reads A: identifiable
+
+
+def test_relation_consistency_counts_the_masked_pairs_only():
+  a = jnp.array([[1.0, 0.5, 0.2], [0.0, 1.0, -0.4], [0.3, 0.0, 1.0]])
+  dep = jnp.array([[1.0, 0.1, 0.2], [0.2, 1.0, 0.0], [0.0, 0.0, 1.0]])
+  mask = jnp.array([[0, 1, 0], [1, 0, 1], [0, 0, 0]], jnp.float32)
+  want = 0.4**2 + 0.2**2 + 0.4**2
+  assert float(relation_consistency(a, dep, mask)) == pytest.approx(want, rel=1e-6)
+
+
+def test_gem_relcon_total_adds_the_weighted_term():
+  objective = GemRelconObjective(beta=4.0, adversarial=False, lambda_dis=0.6, lambda_rel=7.0)
+  vae, disc, vae_params, disc_params, x = _modules_and_params()
+  t = _loss_terms(objective, vae, disc, vae_params, disc_params, x, _graph_a(),
+                  ("l_dis", "relcon"))
+  assert t["total"] == pytest.approx(0.6 * t["l_dis"] + 7.0 * t["relcon"], rel=1e-5)
+
+
+def test_adv_scale_pixel_weighs_the_adversarial_term_per_pixel_value():
+  vae, disc, vae_params, disc_params, x = _modules_and_params()
+  a = _graph_a()
+  terms = ("l_dis", "adv_generator")
+  for scale, weight in (("batch", 0.8), ("pixel", 0.8 * SIZE * SIZE * 3)):
+    objective = GemObjective(adversarial=True, lambda_dis=0.6, lambda_adv=0.8, adv_scale=scale)
+    t = _loss_terms(objective, vae, disc, vae_params, disc_params, x, a, terms)
+    assert t["total"] == pytest.approx(0.6 * t["l_dis"] + weight * t["adv_generator"],
+                                       rel=1e-5)
+  with pytest.raises(ValueError, match="unknown config.model.adv_scale 'pixels'"):
+    GemObjective(adv_scale="pixels")
+
+
+@pytest.mark.parametrize("token, cls", [("gem_scm", GemScmObjective),
+                                        ("gem_relcon", GemRelconObjective)])
+def test_identifiable_tokens_build_their_objective(token, cls):
+  config = synthetic_gem.get_config(f"tiny,{token}")
+  objective = objectives.from_config(config)
+  assert type(objective) is cls
+  assert objective.adv_scale == "batch" and objective.adversarial
+  pixel = objectives.from_config(synthetic_gem.get_config(f"tiny,{token},adv_pixel"))
+  assert pixel.adv_scale == "pixel"
+  warm = gem_pipeline.warmup_config(config)
+  assert warm.model.objective == "beta_vae"  # the warm-up is the β-VAE branch
 
 
 @pytest.mark.slow

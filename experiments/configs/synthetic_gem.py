@@ -12,10 +12,13 @@ The string after ':' is a comma-separated list of tokens (big_vision style):
             through the decoder's input, where its first dense layer can absorb it, so A is
             not identifiable; docs/design.md; today also what 'gem' trains), 'gem_scm'
             (GEM whose KL is on the noise of the SCM z = W^T z + eps, W = A - I: A is
-            identifiable; gem_jax/objectives/gem_scm.py, not measured yet);
+            identifiable; gem_jax/objectives/gem_scm.py), 'gem_relcon' (GEM with a
+            relation-consistency term between A and the soft Somers' D of the codes:
+            identifiable; gem_jax/objectives/gem_relcon.py);
             Table 1 baselines sharing GEM's encoder and decoder (`experiments.baselines`):
             'beta_tcvae', 'factor_vae', 'dear' (plain VAE = 'beta_vae,vae')
-  ablations 'no_learner', 'no_adversarial', 'vae' (beta = 1)
+  ablations 'no_learner', 'no_adversarial', 'adv_pixel' (the adversarial term weighed per
+            pixel value, model.adv_scale='pixel'), 'vae' (beta = 1)
 e.g. `synthetic_gem.py:demo,gem_single`, `synthetic_gem.py:tiny,beta_vae` or
 `synthetic_gem.py:tiny,factor_vae`.
 """
@@ -24,8 +27,8 @@ from ml_collections.config_dict import placeholder
 
 PRESETS = ("demo", "cpu30", "tiny")
 BASELINES = ("beta_tcvae", "factor_vae", "dear")
-VARIANTS = ("beta_vae", "gem", "gem_single", "gem_paper", "gem_scm") + BASELINES
-ABLATIONS = ("no_learner", "no_adversarial", "vae")
+VARIANTS = ("beta_vae", "gem", "gem_single", "gem_paper", "gem_scm", "gem_relcon") + BASELINES
+ABLATIONS = ("no_learner", "no_adversarial", "adv_pixel", "vae")
 ATTRIBUTES = ("bangs", "bald", "gender", "beard", "blond", "makeup")
 # Table 1's methods by name: the tokens each method's run config is built from (the one copy;
 # experiments.baselines, experiments.benchmark and the table1 config read it).
@@ -69,11 +72,14 @@ def _base() -> ml_collections.ConfigDict:
   c.model.adversarial = True       # joint discriminator D(x, z) (Eq. 5)
   c.model.lambda_dis = 0.6         # paper defaults (Eq. 6)
   c.model.lambda_adv = 0.8
+  c.model.adv_scale = "batch"      # batch (paper: L_adv a batch mean) | pixel (x H*W*3; design.md)
+  c.model.lambda_rel = 100.0       # gem_relcon: weight of sum (A - soft Somers' D of codes)^2
+  c.model.relcon_temperature = 0.5  # gem_relcon: soft sign scale, code units
   c.model.disc_width = 32
   c.model.disc_hidden = 256
   c.model.disc_r1_gamma = 10.0     # R1 penalty on D's real pairs (0: off; docs/decisions.md)
   c.model.disc_r1_stride = 8       # R1 on every 8th real pair: 1/8 of its cost (decisions.md)
-  c.model.objective = "beta_vae"   # beta_vae (GEM and its branch) | beta_tcvae | factor_vae | dear
+  c.model.objective = "beta_vae"   # beta_vae (GEM, its branch) | gem_scm | gem_relcon | baselines
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 32          # global, over all devices (docs/design.md: 32)
@@ -159,9 +165,9 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
     m.name, m.graph_learner, m.adversarial = "gem_single", False, True
   elif token == "gem_paper":
     m.name, m.graph_learner, m.adversarial = "gem_paper", True, True
-  elif token == "gem_scm":
-    m.name, m.graph_learner, m.adversarial = "gem_scm", True, True
-    m.objective = "gem_scm"
+  elif token in ("gem_scm", "gem_relcon"):
+    m.name, m.graph_learner, m.adversarial = token, True, True
+    m.objective = token
   elif token in BASELINES:
     _apply_baseline(c, token)
   elif token == "no_learner":
@@ -170,6 +176,9 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
   elif token == "no_adversarial":
     m.adversarial = False
     m.name += "-no_adversarial"
+  elif token == "adv_pixel":
+    m.adv_scale = "pixel"
+    m.name += "-adv_pixel"
   elif token == "vae":
     m.beta = 1.0
     m.name += "-vae"

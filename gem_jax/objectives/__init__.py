@@ -18,6 +18,7 @@ from gem_jax.objectives.beta_tcvae import BetaTCVAE
 from gem_jax.objectives.dear import DEAR
 from gem_jax.objectives.factor_vae import FactorVAE
 from gem_jax.objectives.gem import GemObjective
+from gem_jax.objectives.gem_relcon import GemRelconObjective
 from gem_jax.objectives.gem_scm import GemScmObjective
 
 OBJECTIVES: dict[str, type[Objective]] = {
@@ -26,6 +27,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "factor_vae": FactorVAE,
     "dear": DEAR,
     "gem_scm": GemScmObjective,
+    "gem_relcon": GemRelconObjective,
 }
 
 DEFAULT = "beta_vae"  # what configs saved before config.model.objective existed mean
@@ -46,4 +48,4 @@ def from_config(config) -> Objective:
 
 __all__ = ["OBJECTIVES", "DEFAULT", "get", "from_config", "Objective", "LossContext",
            "LossOutput", "StepInputs", "DiscBatch", "joint_adversarial", "GemObjective",
-           "BetaTCVAE", "FactorVAE", "DEAR", "GemScmObjective"]
+           "BetaTCVAE", "FactorVAE", "DEAR", "GemScmObjective", "GemRelconObjective"]

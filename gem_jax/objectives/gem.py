@@ -1,23 +1,33 @@
 """GEM's generator objective (paper Eq. 6), also the β-VAE branch, β-VAE and VAE.
 
-  lambda_dis * L_dis [+ lambda_adv * L_adv,G],   L_dis = recon(x, D_rec(A^T z)) + beta * KL
+  lambda_dis * L_dis [+ lambda_adv * s * L_adv,G],   L_dis = recon(x, D_rec(A^T z)) + beta * KL
 
-with the joint discriminator's negatives (D_rec(A^T z'), z'), z' ~ N(0, I), when `adversarial`.
+with the joint discriminator's negatives (D_rec(A^T z'), z'), z' from the prior, when
+`adversarial`. L_dis is in nats per image (summed over its P = H * W * 3 pixel values), L_adv,G
+a batch mean of log-losses; s = 1 (adv_scale 'batch', the paper's form, where the adversarial
+term's gradients are about 1/1000 of L_dis's) or s = P (adv_scale 'pixel': both terms summed
+over the image's P values, so lambda_dis and lambda_adv weigh terms of one scale;
+docs/design.md, "A balanced joint objective").
 Registry name 'beta_vae' (the name saved configs carry); GEM, GEM (Single) and the ablations are
 this objective with other switches (the graph learner is the train step's, not the loss's).
+Subclasses change the divergence term (`dis_loss`) and the prior (`prior_weights`).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from gem_jax.objectives import losses
 from gem_jax.objectives.base import LossContext, LossOutput, Objective, joint_adversarial
+
+ADV_SCALES = ("batch", "pixel")
 
 
 @dataclasses.dataclass(frozen=True)
 class GemObjective(Objective):
   """beta: KL weight; likelihood 'bernoulli' | 'gaussian' (sigma: its pixel scale);
-  adversarial: the joint discriminator term, weighted lambda_adv against lambda_dis * L_dis."""
+  adversarial: the joint discriminator term, weighted lambda_adv against lambda_dis * L_dis;
+  adv_scale: 'batch' | 'pixel' (see the module docstring)."""
 
   name = "beta_vae"
 
@@ -27,12 +37,19 @@ class GemObjective(Objective):
   adversarial: bool = False
   lambda_dis: float = 1.0
   lambda_adv: float = 0.8
+  adv_scale: str = "batch"
+
+  def __post_init__(self):
+    if self.adv_scale not in ADV_SCALES:
+      raise ValueError(f"unknown config.model.adv_scale {self.adv_scale!r}; expected one of "
+                       f"{ADV_SCALES}")
 
   @classmethod
   def from_config(cls, config) -> "GemObjective":
     mc = config.model
     return cls(beta=mc.beta, likelihood=mc.likelihood, sigma=mc.sigma,
-               adversarial=mc.adversarial, lambda_dis=mc.lambda_dis, lambda_adv=mc.lambda_adv)
+               adversarial=mc.adversarial, lambda_dis=mc.lambda_dis, lambda_adv=mc.lambda_adv,
+               adv_scale=mc.get("adv_scale", "batch"))
 
   @property
   def discriminator(self) -> str | None:
@@ -44,14 +61,23 @@ class GemObjective(Objective):
     variants (config.model.name 'gem', 'gem_single', ...) run the two-stage pipeline."""
     return config.model.name.split("-")[0] == "beta_vae"
 
+  def dis_loss(self, ctx: LossContext) -> tuple:
+    """L_dis = recon + beta * KL(q(z|x) || N(0, I)), nats per image: (scalar, metrics)."""
+    return losses.beta_vae_loss(ctx.out, ctx.inputs.x, self.beta, self.likelihood, self.sigma)
+
+  def adv_weight(self, x) -> float:
+    """lambda_adv times the adversarial term's scale s for images x [b, H, W, C]."""
+    scale = math.prod(x.shape[1:]) if self.adv_scale == "pixel" else 1
+    return self.lambda_adv * scale
+
   def generator_loss(self, ctx: LossContext) -> LossOutput:
-    l_dis, metrics = losses.beta_vae_loss(ctx.out, ctx.inputs.x, self.beta, self.likelihood,
-                                          self.sigma)
+    l_dis, metrics = self.dis_loss(ctx)
     total = self.lambda_dis * l_dis
     metrics["l_dis"] = l_dis
     disc_batch = None
     if self.adversarial:
-      l_adv_g, disc_batch = joint_adversarial(ctx, ctx.inputs.prior_eps)
-      total = total + self.lambda_adv * l_adv_g
+      z_prior = self.prior_sample(ctx.params, ctx.graph, ctx.a, ctx.inputs.prior_eps)
+      l_adv_g, disc_batch = joint_adversarial(ctx, z_prior)
+      total = total + self.adv_weight(ctx.inputs.x) * l_adv_g
       metrics["adv_generator"] = l_adv_g
     return LossOutput(total, metrics, disc_batch)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from gem_jax.objectives import losses
-from gem_jax.objectives.base import LossContext, LossOutput, joint_adversarial
+from gem_jax.objectives.base import LossContext
 from gem_jax.objectives.gem import GemObjective
 
 __all__ = ["scm_kl", "GemScmObjective"]
@@ -58,17 +58,11 @@ class GemScmObjective(GemObjective):
     del params, graph
     return _off_diagonal(a)
 
-  def generator_loss(self, ctx: LossContext) -> LossOutput:
-    out, x = ctx.out, ctx.inputs.x
-    recon = losses.reconstruction_nll(out["logits"], x, self.likelihood, self.sigma).mean()
+  def dis_loss(self, ctx: LossContext) -> tuple:
+    """recon + beta * scm_kl under the DisGraph's A, nats per image: (scalar, metrics)."""
+    out = ctx.out
+    recon = losses.reconstruction_nll(out["logits"], ctx.inputs.x, self.likelihood,
+                                      self.sigma).mean()
     kl = scm_kl(out["mu"], out["logvar"], _off_diagonal(ctx.a)).mean()
-    l_dis = recon + self.beta * kl
-    total = self.lambda_dis * l_dis
-    metrics = dict(loss=l_dis, recon=recon, kl=kl, l_dis=l_dis)
-    disc_batch = None
-    if self.adversarial:
-      z_prior = self.prior_sample(ctx.params, ctx.graph, ctx.a, ctx.inputs.prior_eps)
-      l_adv_g, disc_batch = joint_adversarial(ctx, z_prior)
-      total = total + self.lambda_adv * l_adv_g
-      metrics["adv_generator"] = l_adv_g
-    return LossOutput(total, metrics, disc_batch)
+    loss = recon + self.beta * kl
+    return loss, dict(loss=loss, recon=recon, kl=kl)

@@ -1,0 +1,244 @@
+"""Does GEM's learned graph A beat its MLLM prior A_0 on synthetic_faces' known graph?
+
+    python -m experiments.graph_study --workdir runs/graph_study     # ~1 hour on 2 CPU cores
+    python -m experiments.graph_study --config experiments/configs/graph_study.py:long ...
+
+Per seed, the shared stages (warm-up, oracle scoring at the paper's accuracy, alignment) run
+once; every variant (experiments/configs/graph_study.py) is a stage-4 run from them, then
+evaluated. Layout:
+
+    <workdir>/seed<k>/warmup/ scores/ graph/       the shared stages of seed k
+    <workdir>/seed<k>/<variant>/                   its stage-4 run (checkpoints, metrics)
+    <workdir>/seed<k>/<variant>.eval.json          its evaluation
+    <workdir>/graph_study.md, graph_study.csv       the tables (mean ± std over seeds)
+    <results> (docs/results/graph_study.json)       every run's metrics and the summary
+
+Everything resumes: finished shared stages, runs and evaluations are read back, not redone.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+from tqdm import tqdm
+
+from experiments import cli
+from experiments.comparison import mean_std, parse_list
+from experiments.configs import synthetic_gem
+from gem_jax.evaluation import evaluate_model, make_extractor
+from gem_jax.gem_pipeline import run_shared_stages, run_stage4
+from gem_jax.train import checkpoints, train_and_evaluate
+from gem_jax.trained_model import load
+
+BETA_VAE = "beta_vae"
+SHARED = "gem_paper"  # the variant whose config runs the shared stages (all share them)
+RELATION_KEYS = ("auroc_all_pairs", "orientation_accuracy", "spearman", "weight_mae",
+                 "directed_auroc", "sign_accuracy")
+# (header, metric key, digits, scale) of the main table.
+COLUMNS = (
+    ("AUROC all pairs", "relation_auroc_all_pairs", 3, 1.0),
+    ("orientation", "relation_orientation_accuracy", 2, 1.0),
+    ("Spearman", "relation_spearman", 3, 1.0),
+    ("weight MAE", "relation_weight_mae", 3, 1.0),
+    ("directed AUROC", "relation_directed_auroc", 3, 1.0),
+    ("traversal own", "traversal_effect_own_mean", 2, 1.0),
+    ("DCI-D", "dci_disentanglement", 3, 1.0),
+    ("MIG", "mig", 3, 1.0),
+    ("FD samples", "fd_sample", 1, 1.0),
+    ("MSE / pixel (x1e3)", "mse_per_pixel", 2, 1e3),
+)
+A0_ROW = "A_0 (MLLM prior)"
+
+
+def variant_config(study, variant: str, seed: int) -> ml_collections.ConfigDict:
+  """The run config of one variant and seed: synthetic_gem.py tokens ('-' joins them) on
+  the study's size preset, stage 4 of study.stage4_steps."""
+  gem_tokens = variant.split("-")
+  tokens = [SHARED if variant == BETA_VAE else t for t in gem_tokens]
+  c = synthetic_gem.get_config(",".join(tokens + [study.run_tokens]))
+  c.seed = seed
+  c.data.config = study.data_config
+  c.data.data_dir = study.data_dir
+  c.gem.warmup_steps = study.warmup_steps
+  c.gem.scorer.backend = "oracle"
+  c.gem.scorer.accuracy = study.scorer_accuracy
+  c.train.num_steps = c.train.checkpoint_every = c.train.sample_every = study.stage4_steps
+  if variant == BETA_VAE:  # the warm-up continued as a β-VAE, on the GEM stage's schedule
+    c.model.name, c.model.graph_learner, c.model.adversarial = "beta_vae", False, False
+    c.model.lambda_dis = 1.0
+  return c
+
+
+def train_variant(study, root: Path, variant: str, seed: int) -> Path:
+  """Stage 4 of one variant from the seed's shared stages; returns its run folder."""
+  seed_dir = root / f"seed{seed}"
+  out = seed_dir / variant
+  config = variant_config(study, variant, seed)
+  if checkpoints.reached(out, config.train.num_steps):
+    return out
+  start = run_shared_stages(variant_config(study, SHARED, seed), seed_dir)
+  if variant == BETA_VAE:
+    train_and_evaluate(config, out, resume=True, vae_params=start.vae_params)
+  else:
+    run_stage4(config, start, out)
+  return out
+
+
+def evaluate_variant(study, root: Path, variant: str, seed: int, extractor) -> dict:
+  """The run's metrics (`gem_jax.evaluation.evaluate_model`), cached in
+  <seed>/<variant>.eval.json for the same settings."""
+  path = root / f"seed{seed}" / f"{variant}.eval.json"
+  settings = {**study.eval.to_dict(), "extractor": extractor.name,
+              "stage4_steps": study.stage4_steps}
+  if path.exists():
+    saved = json.loads(path.read_text())
+    if saved.get("settings") == settings:
+      return saved["metrics"]
+  model = load(str(root / f"seed{seed}" / variant))
+  metrics = evaluate_model(model, model.config, study.eval, extractor, seed=seed)
+  if "traversal_effect_own" in metrics:
+    metrics["traversal_effect_own_mean"] = float(np.mean(metrics["traversal_effect_own"]))
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=2))
+  tmp.replace(path)
+  return metrics
+
+
+def a0_metrics(runs: dict[str, dict[int, dict]]) -> dict[int, dict]:
+  """Per seed, the recovery of A_0 (the same for every GEM variant of a seed) under the
+  learned graph's keys ('relation_<key>')."""
+  out = {}
+  for by_seed in runs.values():
+    for seed, m in by_seed.items():
+      if f"relation_a0_{RELATION_KEYS[0]}" in m and seed not in out:
+        out[seed] = {f"relation_{k}": m.get(f"relation_a0_{k}") for k in RELATION_KEYS}
+  return out
+
+
+def paired_deltas(runs: dict[str, dict[int, dict]], a0: dict[int, dict]) -> dict:
+  """{variant: {key: (mean, std, n)}} of learned A minus A_0, paired per seed, for variants
+  whose A differs from A_0 by learning."""
+  out = {}
+  for variant, by_seed in runs.items():
+    if variant == BETA_VAE or "gem_single" in variant or "no_learner" in variant:
+      continue
+    deltas = {}
+    for key in RELATION_KEYS:
+      k = f"relation_{key}"
+      values = [m[k] - a0[s][k] for s, m in by_seed.items()
+                if m.get(k) is not None and a0.get(s, {}).get(k) is not None]
+      deltas[k] = mean_std(values)
+    out[variant] = deltas
+  return out
+
+
+def summarise(runs: dict[str, dict[int, dict]]) -> dict:
+  """{row: {metric: (mean, std, n)}}: each variant, then A_0's recovery."""
+  def stats(by_seed):
+    keys = sorted({k for m in by_seed.values() for k, v in m.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return {k: mean_std([m.get(k) for m in by_seed.values()]) for k in keys}
+  summary = {variant: stats(by_seed) for variant, by_seed in runs.items()}
+  summary[A0_ROW] = stats(a0_metrics(runs))
+  return summary
+
+
+def _cell(stats, digits: int, scale: float) -> str:
+  if stats is None:
+    return "—"
+  mean, std, n = stats
+  text = f"{mean * scale:.{digits}f}"
+  return text if n == 1 else f"{text} ± {std * scale:.{digits}f}"
+
+
+def markdown(summary: dict, deltas: dict, header: str) -> str:
+  """The main table (every row) and the paired learned-minus-A_0 table."""
+  lines = [header, "", "| variant | " + " | ".join(c[0] for c in COLUMNS) + " |",
+           "|---|" + "---:|" * len(COLUMNS)]
+  for row, s in summary.items():
+    lines.append(f"| {row} | " + " | ".join(_cell(s.get(k), d, sc) for _, k, d, sc in COLUMNS)
+                 + " |")
+  relation_columns = [c for c in COLUMNS if c[1].startswith("relation_")]
+  lines += ["", "Learned A minus A_0, paired per seed (mean ± std over seeds; higher is better "
+            "except weight MAE):", "",
+            "| variant | " + " | ".join(f"Δ {c[0]}" for c in relation_columns) + " |",
+            "|---|" + "---:|" * len(relation_columns)]
+  for variant, d in deltas.items():
+    lines.append(f"| {variant} | " + " | ".join(_cell(d.get(k), dg + 1, sc)
+                                              for _, k, dg, sc in relation_columns) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def header(study, extractor_name: str) -> str:
+  seeds = parse_list(study.seeds)
+  return (f"synthetic_faces/{study.data_config}, graph study preset `{study.preset}`: seeds "
+          f"{', '.join(seeds)} (mean ± std over seeds); per seed one warm-up "
+          f"({study.warmup_steps} steps, '{study.run_tokens}' settings), oracle scores at "
+          f"accuracy {study.scorer_accuracy} (a SIMULATION of the MLLM), then "
+          f"{study.stage4_steps} stage-4 steps per variant; {study.eval.num_images} "
+          f"`{study.eval.split}` images. FD uses `{extractor_name}` (a CNN trained by this "
+          "project on this data set: NOT Inception FID).")
+
+
+def write_outputs(study, root: Path, runs: dict, extractor_name: str) -> str:
+  """graph_study.md and .csv in root, the JSON at study.results; returns the Markdown."""
+  summary = summarise(runs)
+  deltas = paired_deltas(runs, a0_metrics(runs))
+  text = markdown(summary, deltas, header(study, extractor_name))
+  (root / "graph_study.md").write_text(text)
+  with open(root / "graph_study.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["row", "metric", "mean", "std", "n"])
+    for row, stats in summary.items():
+      w.writerows([row, k, *s] for k, s in stats.items() if s is not None)
+    for variant, d in deltas.items():
+      w.writerows([f"{variant} minus A_0", k, *s] for k, s in d.items() if s is not None)
+  if study.results:
+    path = Path(study.results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "study": study.to_dict(), "feature_extractor": extractor_name,
+        "runs": {v: {str(s): m for s, m in by.items()} for v, by in runs.items()},
+        "a0": {str(s): m for s, m in a0_metrics(runs).items()},
+        "summary": summary, "a_minus_a0": deltas}, indent=1))
+  return text
+
+
+def run_study(study, workdir: str) -> str:
+  """Trains and evaluates every (seed, variant), then writes the tables; returns the Markdown."""
+  root = Path(workdir)
+  root.mkdir(parents=True, exist_ok=True)
+  (root / "study_config.json").write_text(study.to_json(indent=2))
+  seeds = [int(s) for s in parse_list(study.seeds)]
+  variants = parse_list(study.variants)
+  data_config = variant_config(study, SHARED, seeds[0]).data
+  extractor = make_extractor(data_config, study.eval, str(root / "feature_extractor"))
+  runs = {v: {} for v in variants}
+  jobs = [(s, v) for s in seeds for v in variants]
+  for seed, variant in tqdm(jobs, desc="graph study", unit="run"):
+    logging.info("graph study: seed %d, %s", seed, variant)
+    train_variant(study, root, variant, seed)
+    runs[variant][seed] = evaluate_variant(study, root, variant, seed, extractor)
+    write_outputs(study, root, runs, extractor.name)  # a partial table after every run
+  return write_outputs(study, root, runs, extractor.name)
+
+
+_CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("graph_study"),
+                                          "Study config, optionally with ':preset'.")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/graph_study", "Folder of all runs and tables.")
+
+
+def main(argv):
+  del argv
+  cli.setup_logging()
+  print(run_study(_CONFIG.value, _WORKDIR.value))
+
+
+if __name__ == "__main__":
+  app.run(main)
