@@ -31,8 +31,10 @@ from tqdm import tqdm
 from experiments import cli
 from experiments.comparison import mean_std, parse_list
 from experiments.configs import synthetic_gem
-from gem_jax.evaluation import evaluate_model, make_extractor
+from gem_jax.data import get_dataset
+from gem_jax.evaluation import aligned_graphs, evaluate_model, make_extractor
 from gem_jax.gem_pipeline import run_shared_stages, run_stage4
+from gem_jax.relations import relation_recovery
 from gem_jax.train import checkpoints, train_and_evaluate
 from gem_jax.trained_model import load
 
@@ -46,12 +48,23 @@ COLUMNS = (
     ("orientation", "relation_orientation_accuracy", 2, 1.0),
     ("Spearman", "relation_spearman", 3, 1.0),
     ("weight MAE", "relation_weight_mae", 3, 1.0),
+    ("MAE of A_0 scaled to A's mass", "relation_a0_scaled_weight_mae", 3, 1.0),
+    ("off-diagonal mass", "relation_offdiag_mass", 2, 1.0),
     ("directed AUROC", "relation_directed_auroc", 3, 1.0),
     ("traversal own", "traversal_effect_own_mean", 2, 1.0),
     ("DCI-D", "dci_disentanglement", 3, 1.0),
     ("MIG", "mig", 3, 1.0),
     ("FD samples", "fd_sample", 1, 1.0),
     ("MSE / pixel (x1e3)", "mse_per_pixel", 2, 1e3),
+)
+# (header, key, digits, scale) of the paired learned-minus-A_0 table.
+DELTA_COLUMNS = (
+    ("AUROC all pairs", "relation_auroc_all_pairs", 3, 1.0),
+    ("orientation", "relation_orientation_accuracy", 2, 1.0),
+    ("Spearman", "relation_spearman", 3, 1.0),
+    ("weight MAE", "relation_weight_mae", 3, 1.0),
+    ("weight MAE vs scaled A_0", "relation_weight_mae_vs_scaled_a0", 3, 1.0),
+    ("directed AUROC", "relation_directed_auroc", 3, 1.0),
 )
 A0_ROW = "A_0 (MLLM prior)"
 
@@ -90,20 +103,47 @@ def train_variant(study, root: Path, variant: str, seed: int) -> Path:
   return out
 
 
+def shrinkage_control(model, spec) -> dict:
+  """Whether A beats a mere shrinkage of A_0: the off-diagonal L1 mass of A and of A_0 over the
+  aligned latents, and the weight MAE of A_0 scaled to A's mass ('relation_a0_scaled_*'; the
+  AUROCs, orientation and Spearman of a scaled A_0 are A_0's). {} without A_0."""
+  g = aligned_graphs(model, spec)
+  if g is None or g["a0"] is None:
+    return {}
+  off = ~np.eye(len(g["names"]), dtype=bool)
+  mass, mass0 = np.abs(g["learned"][off]).sum(), np.abs(g["a0"][off]).sum()
+  scaled = np.where(off, g["a0"] * (mass / mass0 if mass0 else 0.0), 1.0)
+  rec = relation_recovery(scaled, g["truth"], independent_pairs=g["independent_pairs"])
+  return {"relation_offdiag_mass": float(mass), "relation_a0_offdiag_mass": float(mass0),
+          "relation_a0_scaled_weight_mae": rec["weight_mae"]}
+
+
+def _study_metrics(model, metrics: dict) -> dict:
+  """evaluate_model's metrics plus the study's: mean own traversal effect, shrinkage control."""
+  out = dict(metrics)
+  if "traversal_effect_own" in out:
+    out["traversal_effect_own_mean"] = float(np.mean(out["traversal_effect_own"]))
+  out.update(shrinkage_control(model, get_dataset(model.config.data)))
+  return out
+
+
 def evaluate_variant(study, root: Path, variant: str, seed: int, extractor) -> dict:
-  """The run's metrics (`gem_jax.evaluation.evaluate_model`), cached in
+  """The run's metrics (`gem_jax.evaluation.evaluate_model` + `_study_metrics`), cached in
   <seed>/<variant>.eval.json for the same settings."""
   path = root / f"seed{seed}" / f"{variant}.eval.json"
   settings = {**study.eval.to_dict(), "extractor": extractor.name,
               "stage4_steps": study.stage4_steps}
-  if path.exists():
-    saved = json.loads(path.read_text())
-    if saved.get("settings") == settings:
-      return saved["metrics"]
+  saved = json.loads(path.read_text()) if path.exists() else {}
+  if saved.get("settings") == settings and "relation_offdiag_mass" in saved["metrics"]:
+    return saved["metrics"]
   model = load(str(root / f"seed{seed}" / variant))
-  metrics = evaluate_model(model, model.config, study.eval, extractor, seed=seed)
-  if "traversal_effect_own" in metrics:
-    metrics["traversal_effect_own_mean"] = float(np.mean(metrics["traversal_effect_own"]))
+  if saved.get("settings") == settings:  # written before the study's own metrics existed
+    metrics = saved["metrics"]
+  else:
+    metrics = evaluate_model(model, model.config, study.eval, extractor, seed=seed)
+  metrics = _study_metrics(model, metrics)
+  if "relation_spearman" not in metrics:
+    metrics["relation_offdiag_mass"] = None  # no graph (β-VAE): nothing to add on a rerun
   tmp = path.with_suffix(".tmp")
   tmp.write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=2))
   tmp.replace(path)
@@ -118,12 +158,14 @@ def a0_metrics(runs: dict[str, dict[int, dict]]) -> dict[int, dict]:
     for seed, m in by_seed.items():
       if f"relation_a0_{RELATION_KEYS[0]}" in m and seed not in out:
         out[seed] = {f"relation_{k}": m.get(f"relation_a0_{k}") for k in RELATION_KEYS}
+        out[seed]["relation_offdiag_mass"] = m.get("relation_a0_offdiag_mass")
   return out
 
 
 def paired_deltas(runs: dict[str, dict[int, dict]], a0: dict[int, dict]) -> dict:
   """{variant: {key: (mean, std, n)}} of learned A minus A_0, paired per seed, for variants
-  whose A differs from A_0 by learning."""
+  whose A differs from A_0 by learning; 'relation_weight_mae_vs_scaled_a0' is A's weight MAE
+  minus that of A_0 scaled to A's off-diagonal mass (below 0: better than shrinking A_0)."""
   out = {}
   for variant, by_seed in runs.items():
     if variant == BETA_VAE or "gem_single" in variant or "no_learner" in variant:
@@ -131,9 +173,11 @@ def paired_deltas(runs: dict[str, dict[int, dict]], a0: dict[int, dict]) -> dict
     deltas = {}
     for key in RELATION_KEYS:
       k = f"relation_{key}"
-      values = [m[k] - a0[s][k] for s, m in by_seed.items()
-                if m.get(k) is not None and a0.get(s, {}).get(k) is not None]
-      deltas[k] = mean_std(values)
+      deltas[k] = mean_std([m[k] - a0[s][k] for s, m in by_seed.items()
+                            if m.get(k) is not None and a0.get(s, {}).get(k) is not None])
+    deltas["relation_weight_mae_vs_scaled_a0"] = mean_std(
+        [m["relation_weight_mae"] - m["relation_a0_scaled_weight_mae"]
+         for m in by_seed.values() if m.get("relation_a0_scaled_weight_mae") is not None])
     out[variant] = deltas
   return out
 
@@ -164,14 +208,13 @@ def markdown(summary: dict, deltas: dict, header: str) -> str:
   for row, s in summary.items():
     lines.append(f"| {row} | " + " | ".join(_cell(s.get(k), d, sc) for _, k, d, sc in COLUMNS)
                  + " |")
-  relation_columns = [c for c in COLUMNS if c[1].startswith("relation_")]
   lines += ["", "Learned A minus A_0, paired per seed (mean ± std over seeds; higher is better "
-            "except weight MAE):", "",
-            "| variant | " + " | ".join(f"Δ {c[0]}" for c in relation_columns) + " |",
-            "|---|" + "---:|" * len(relation_columns)]
+            "except the weight MAEs):", "",
+            "| variant | " + " | ".join(f"Δ {c[0]}" for c in DELTA_COLUMNS) + " |",
+            "|---|" + "---:|" * len(DELTA_COLUMNS)]
   for variant, d in deltas.items():
     lines.append(f"| {variant} | " + " | ".join(_cell(d.get(k), dg + 1, sc)
-                                              for _, k, dg, sc in relation_columns) + " |")
+                                              for _, k, dg, sc in DELTA_COLUMNS) + " |")
   return "\n".join(lines) + "\n"
 
 

@@ -88,16 +88,16 @@ def learned_relations(model) -> tuple[np.ndarray, list[int]] | None:
   return None
 
 
-def relation_metrics(model, spec: DatasetSpec) -> dict:
-  """Relation recovery of the learned graph against the data set's true graph (synthetic_faces'
-  TRUE_GRAPH), in the model's latent order and signs; {} for data without a true graph or
-  models without one."""
+def aligned_graphs(model, spec: DatasetSpec) -> dict | None:
+  """The learned graph, A_0 and the true graph over the model's aligned attributes, in latent
+  order with the alignment's signs: {'names', 'learned' [k, k], 'a0' [k, k] or None, 'truth'
+  [k, k], 'independent_pairs'}; None for data without a true graph or models without one."""
   if spec.true_graph is None:
-    return {}
+    return None
   attributes = list(spec.attribute_names)
   found = learned_relations(model)
   if found is None:
-    return {}
+    return None
   learned, latents = found
   if model.alignment is not None and getattr(model, "scm_weights", None) is None:
     names = list(model.alignment.attribute_names)
@@ -111,11 +111,22 @@ def relation_metrics(model, spec: DatasetSpec) -> dict:
   truth = np.asarray(spec.true_graph, np.float64)[np.ix_(idx, idx)]
   pairs = [(names.index(a), names.index(b)) for a, b in spec.independent_pairs
            if a in names and b in names]
+  return {"names": names, "learned": sub, "a0": a0, "truth": truth, "independent_pairs": pairs}
+
+
+def relation_metrics(model, spec: DatasetSpec) -> dict:
+  """Relation recovery of the learned graph against the data set's true graph (synthetic_faces'
+  TRUE_GRAPH), in the model's latent order and signs, and of A_0 ('relation_a0_*'); {} for
+  data without a true graph or models without one."""
+  g = aligned_graphs(model, spec)
+  if g is None:
+    return {}
+  pairs = g["independent_pairs"]
   out = {f"relation_{k}": v for k, v in
-         relation_recovery(sub, truth, independent_pairs=pairs).items()}
-  if a0 is not None:
+         relation_recovery(g["learned"], g["truth"], independent_pairs=pairs).items()}
+  if g["a0"] is not None:
     out.update({f"relation_a0_{k}": v for k, v in
-                relation_recovery(a0, truth, independent_pairs=pairs).items()})
+                relation_recovery(g["a0"], g["truth"], independent_pairs=pairs).items()})
   return out
 
 

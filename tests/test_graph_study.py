@@ -1,10 +1,15 @@
 """`python -m experiments.graph_study` on the tiny preset: tables, JSON, resume."""
 import json
 
+import ml_collections
+import numpy as np
 import pytest
 
 from experiments import graph_study
 from experiments.configs import graph_study as study_config
+from gem_jax.data import get_dataset
+from gem_jax.evaluation import relation_metrics
+from gem_jax.relations import Alignment
 
 
 def _study(tfds_dir, results):
@@ -31,14 +36,36 @@ def test_variant_configs():
 
 
 def test_paired_deltas_subtract_a0_per_seed():
-  runs = {"gem_x": {0: {"relation_spearman": 0.7, "relation_a0_spearman": 0.5},
-                    1: {"relation_spearman": 0.4, "relation_a0_spearman": 0.3}},
+  runs = {"gem_x": {0: {"relation_spearman": 0.7, "relation_weight_mae": 0.2,
+                        "relation_a0_scaled_weight_mae": 0.25},
+                    1: {"relation_spearman": 0.4, "relation_weight_mae": 0.3,
+                        "relation_a0_scaled_weight_mae": 0.25}},
           "gem_single": {0: {"relation_spearman": 0.5, "relation_a0_spearman": 0.5}}}
   a0 = {0: {"relation_spearman": 0.5}, 1: {"relation_spearman": 0.3}}
   deltas = graph_study.paired_deltas(runs, a0)
   assert list(deltas) == ["gem_x"]
   mean, std, n = deltas["gem_x"]["relation_spearman"]
   assert (mean, n) == (pytest.approx(0.15), 2) and std == pytest.approx(0.0707, abs=1e-4)
+  mean, _, n = deltas["gem_x"]["relation_weight_mae_vs_scaled_a0"]
+  assert (mean, n) == (pytest.approx(0.0), 2)
+
+
+def test_shrinkage_control_scales_a0_to_the_learned_mass():
+  class Model:  # what aligned_graphs reads of a TrainedModel
+    scm_weights = None
+    alignment = Alignment(attribute_names=("bald", "bangs"), latent_of_attribute=(1, 0),
+                          signs=(1, -1), correlations=[[0.1, -0.8], [0.9, 0.0]])
+    graph_state = {"a0": np.array([[1.0, -0.4], [-0.6, 1.0]], np.float32)}
+    adjacency = np.array([[1.0, -0.2], [-0.3, 1.0]], np.float32)
+    config = None
+  spec = get_dataset(ml_collections.ConfigDict({"name": "synthetic_faces",
+                                                "config": "tiny", "data_dir": None}))
+  out = graph_study.shrinkage_control(Model(), spec)
+  assert out["relation_offdiag_mass"] == pytest.approx(0.5)
+  assert out["relation_a0_offdiag_mass"] == pytest.approx(1.0)
+  # A_0 scaled by 0.5 is A here, so the two weight MAEs agree.
+  learned = relation_metrics(Model(), spec)["relation_weight_mae"]
+  assert out["relation_a0_scaled_weight_mae"] == pytest.approx(learned)
 
 
 @pytest.mark.slow
