@@ -30,7 +30,7 @@ import numpy as np
 from gem_jax.data import celeba
 from gem_jax.data.celeba_files import REQUIRED, celeba_dir, check_celeba_files
 from gem_jax.data.errors import DataNotFoundError
-from gem_jax.data.image_folder import read_rgb
+from gem_jax.data.image_decode import read_rgb
 from gem_jax.data.tf_cpu import tensorflow_datasets
 
 tfds = tensorflow_datasets()  # the builder classes below subclass tfds types
