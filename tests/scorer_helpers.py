@@ -35,6 +35,7 @@ def fake_env(monkeypatch):
   monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
   monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
   monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+  monkeypatch.delenv("GOOGLE_GEMINI_BASE_URL", raising=False)
   monkeypatch.delenv("GOOGLE_GENAI_USE_VERTEXAI", raising=False)
   monkeypatch.delenv("GOOGLE_GENAI_API_VERSION", raising=False)
 

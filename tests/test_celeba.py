@@ -3,6 +3,7 @@
 No download: a tiny folder in the official aligned layout is written to tmp_path.
 """
 import io
+import logging
 import re
 import shutil
 
@@ -213,11 +214,22 @@ def test_builder_splits_shapes_and_labels(built):
   assert all(seen[f]["gem_labels"][beard] == 1 - seen[f]["attributes"][no_beard] for f in seen)
 
 
-def test_prepared_builder_is_reused_without_the_folder(built, tmp_path):
+def test_prepared_builder_is_reused_without_the_folder(built, fake, tmp_path, caplog):
   builder, _ = built
   data_dir = builder.data_dir_root
-  again = celeba_builder(_data_config(tmp_path / "nowhere", data_dir))
+  with caplog.at_level(logging.INFO, logger="gem_jax.data"):
+    again = celeba_builder(_data_config(tmp_path / "nowhere", data_dir))
   assert again.is_prepared() and again.info.splits["train"].num_examples == 3
+  reuse = [r for r in caplog.records if "using the prepared copy" in r.getMessage()]
+  assert len(reuse) == 1 and reuse[0].levelno == logging.WARNING
+  message = reuse[0].getMessage()
+  assert str(again.data_dir) in message and f"built from {fake[0]}" in message
+  assert f"celeba_dir={tmp_path / 'nowhere'} is not read" in message
+  caplog.clear()
+  with caplog.at_level(logging.INFO, logger="gem_jax.data"):
+    celeba_builder(_data_config(fake[0], data_dir))  # the folder it was built from: info only
+  assert [r.levelno for r in caplog.records if "using the prepared copy" in r.getMessage()] == [
+      logging.INFO]
 
 
 def test_crop256_config(fake, tmp_path):

@@ -192,7 +192,9 @@ def test_make_scorer_one_set_of_options_for_every_backend(tmp_path):
   api = make_scorer("openai", "fake-vlm", **common)
   assert isinstance(api, OpenAIScorer) and api.model == "fake-vlm"
   assert api.concurrency == 2 and api.response_format == "json_object"
-  assert api.requests_per_minute == 450 and api.base_url == "http://127.0.0.1:9/v1"
+  assert api.base_url == "http://127.0.0.1:9/v1"
+  assert api.requests_per_minute is None  # a custom base_url has no default limit
+  assert make_scorer("openai").requests_per_minute == 450  # api.openai.com has
   assert make_scorer("openai", requests_per_minute=0).requests_per_minute is None
   gem = make_scorer("gemini", **common)  # response_format is not a Gemini option
   assert isinstance(gem, GeminiScorer) and gem.model == "gemini-2.5-flash"

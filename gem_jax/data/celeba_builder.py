@@ -21,6 +21,7 @@ Splits train / validation / test follow list_eval_partition.txt. See docs/data.m
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -30,11 +31,12 @@ import numpy as np
 from gem_jax.data import celeba
 from gem_jax.data.celeba_files import REQUIRED, celeba_dir, check_celeba_files
 from gem_jax.data.errors import DataNotFoundError
-from gem_jax.data.image_folder import read_rgb
+from gem_jax.data.image_decode import read_rgb
 from gem_jax.data.tf_cpu import tensorflow_datasets
 
 tfds = tensorflow_datasets()  # the builder classes below subclass tfds types
 
+logger = logging.getLogger("gem_jax.data")
 IMAGE_DIR, ATTR_FILE, LANDMARK_FILE, PARTITION_FILE = REQUIRED
 _SHOWN = 5  # missing files named in an error message
 CONFIG_ALIASES = {None: "crop64", "": "crop64", "default": "crop64"}
@@ -243,11 +245,24 @@ def prepared_celeb_a_dir(data_dir: str | None) -> str | None:
   return str(source.data_dir_root) if source.is_prepared() else None
 
 
+def _log_reuse(builder: CelebaLocal, folder: str | None) -> None:
+  """Says which prepared copy is used: a warning when config.data.celeba_dir is set and the
+  copy was built from something else (that folder is then not read), else an info line."""
+  source = str(builder.info.metadata.get("source", "an unrecorded source"))
+  line = f"celeba: using the prepared copy in {builder.data_dir} (built from {source})"
+  if folder and os.path.realpath(celeba_dir(folder)) != os.path.realpath(source):
+    logger.warning("%s; config.data.celeba_dir=%s is not read. Delete that directory to rebuild "
+                   "from it.", line, folder)
+  else:
+    logger.info("%s", line)
+
+
 def celeba_builder(data_config) -> CelebaLocal:
   """A prepared `celeba_local` builder for config.data (the registry's entry for 'celeba').
 
   Reads data_config.config ('default' | 'crop64' | 'crop256'), data_config.data_dir and
-  data_config.celeba_dir. A prepared celeba_local is used as is; otherwise it is built from
+  data_config.celeba_dir. A prepared celeba_local is used as is (logged, with its source; a
+  warning when celeba_dir is set and the copy was built from elsewhere); otherwise it is built from
   config.data.celeba_dir if set, else from a prepared tfds `celeb_a` in data_dir, else from
   $CELEBA_DIR or ~/data/celeba. Absent files raise DataNotFoundError before any work.
   """
@@ -257,6 +272,7 @@ def celeba_builder(data_config) -> CelebaLocal:
   folder = data_config.get("celeba_dir")
   builder = CelebaLocal(config=config, data_dir=data_dir, celeba_dir=folder)
   if builder.is_prepared():
+    _log_reuse(builder, folder)
     return builder
   celeb_a_dir = None if folder else prepared_celeb_a_dir(data_dir)
   if celeb_a_dir:

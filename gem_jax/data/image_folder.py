@@ -5,8 +5,11 @@
     builder.download_and_prepare()
     ds = builder.as_dataset(split="train")   # {'image': uint8 [64, 64, 3], 'filename': str}
 
-Files ending in .jpg/.jpeg/.png/.webp (any case) are found recursively and sorted by relative
-path; each is centre-cropped to a square and resized with Lanczos. The split is deterministic:
+Files ending in .jpg/.jpeg/.png/.webp (any case) are found recursively (symlinked folders
+followed, each folder read once, loops skipped with a warning) and sorted by relative path; each
+is decoded to 8-bit RGB without clipping (16-bit grey scaled, alpha composited on white, CMYK
+converted: `image_decode.py`, one log line per converted PIL mode), centre-cropped to a square
+and resized with Lanczos. The split is deterministic:
 `test` holds the `round(test_fraction * N)` files (at least one when N >= 2) whose relative
 paths have the smallest SHA-1, `train` the rest. Unreadable files are collected and reported
 together by name (or skipped with a warning that names them, `skip_bad=True`).
@@ -18,6 +21,7 @@ share a prepared copy. A folder whose contents change keeps its old copy; delete
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import os
@@ -26,33 +30,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from gem_jax.data.errors import DataNotFoundError
+from gem_jax.data.image_decode import UnreadableImageError, log_conversions, read_rgb
 from gem_jax.data.tf_cpu import tensorflow_datasets
 
 tfds = tensorflow_datasets()  # the builder classes below subclass tfds types
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
-
-class UnreadableImageError(ValueError):
-  """One or more image files cannot be decoded; the message names them."""
-
-
-def read_rgb(path) -> np.ndarray:
-  """Decodes an image file to uint8 [H, W, 3] (EXIF orientation applied, alpha dropped).
-
-  Raises:
-    UnreadableImageError: naming the file, when it is not a decodable image.
-  """
-  try:
-    with Image.open(path) as image:
-      image = ImageOps.exif_transpose(image)
-      return np.asarray(image.convert("RGB"), dtype=np.uint8)
-  except _DECODE_ERRORS as err:
-    raise UnreadableImageError(f"cannot decode image {path}: {err}") from err
 
 
 def center_crop_resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -66,11 +52,37 @@ def center_crop_resize(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def list_images(root) -> list[str]:
-  """Relative paths (POSIX, sorted) of the image files under root, recursively."""
+  """Relative paths (POSIX, sorted) of the image files under root, recursively.
+
+  Symlinked folders are followed. A folder reached a second time (a symlink to one of its own
+  ancestors, i.e. a loop, or a second path to a folder already read) is skipped with a warning,
+  so every folder is read once: top down, real folders before symlinks, each in name order.
+  """
   root = Path(root)
-  found = [p.relative_to(root).as_posix() for p in root.rglob("*")
-           if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+  seen = {os.path.realpath(root): "."}  # real path -> relative path it was read under
+  found = []
+  for folder, subfolders, names in os.walk(root, followlinks=True):
+    here = Path(folder)
+    order = sorted(subfolders, key=lambda d: (os.path.islink(here / d), d))  # real ones first
+    subfolders[:] = [d for d in order if _first_visit(here / d, root, seen)]
+    found += [(here / n).relative_to(root).as_posix() for n in names
+              if Path(n).suffix.lower() in IMAGE_SUFFIXES and (here / n).is_file()]
   return sorted(found)
+
+
+def _first_visit(folder: Path, root: Path, seen: dict[str, str]) -> bool:
+  """True when `folder` (under root) leads to a folder not read yet; else warns, False."""
+  real, rel = os.path.realpath(folder), folder.relative_to(root).as_posix()
+  if real not in seen:
+    seen[real] = rel
+    return True
+  first = seen[real]
+  if first == "." or rel.startswith(first + "/"):
+    why = f"it points at its ancestor {first!r} (a symlink loop)"
+  else:
+    why = f"that folder is already read as {first!r}"
+  warnings.warn(f"image folder {root}: skipping {rel!r}: {why}", stacklevel=2)
+  return False
 
 
 def split_files(files: list[str], test_fraction: float) -> dict[str, list[str]]:
@@ -112,18 +124,24 @@ class ImageFolderConfig(tfds.core.BuilderConfig):
 
 
 class _BadFiles:
-  """Unreadable files found by the split generators; the last split to finish reports them."""
+  """Unreadable files and decoded modes of the split generators; the last split to finish
+  logs the modes and reports the unreadable files."""
 
   def __init__(self, root: str, splits, skip_bad: bool):
     self.root, self.pending, self.skip_bad, self.files = root, set(splits), skip_bad, []
+    self.modes = collections.Counter()  # PIL mode -> images decoded from it
 
   def finish(self, split: str, empty: bool = False) -> None:
-    """Marks `split` done; once all are, raises (or warns) listing the unreadable files.
+    """Marks `split` done; once all are, logs the modes and raises (or warns) listing the
+    unreadable files.
 
     An empty split (every file unreadable) raises at once: tfds cannot write it.
     """
     self.pending.discard(split)
-    if (self.pending and not empty) or not self.files:
+    if self.pending and not empty:
+      return
+    log_conversions(self.modes, f"image folder {self.root}")
+    if not self.files:
       return
     listing = "\n  ".join(self.files)
     if self.skip_bad and not empty:
@@ -140,8 +158,12 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
   """Every image under a folder, centre-cropped and resized to a square."""
 
   name = "image_folder"
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "First release.",
+      "1.1.0": "16-bit, palette, alpha and CMYK images decoded without clipping; symlinked "
+               "folders followed (copies prepared by 1.0.0 are rebuilt).",
+  }
 
   def __init__(self, *, root=None, size: int = 64, test_fraction: float = 0.05,
                skip_bad: bool = False, config=None, **kwargs):
@@ -167,8 +189,9 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
     config = self.builder_config
     size = config.size if config is not None else 64
     return self.dataset_info_from_configs(
-        description=("Every .jpg/.jpeg/.png/.webp image under a folder, centre-cropped to a "
-                     "square and resized with Lanczos. See docs/data.md."),
+        description=("Every .jpg/.jpeg/.png/.webp image under a folder, decoded to 8-bit RGB "
+                     "without clipping, centre-cropped to a square and resized with Lanczos. "
+                     "See docs/data.md."),
         features=tfds.features.FeaturesDict({
             "image": tfds.features.Image(shape=(size, size, 3), encoding_format="png"),
             "filename": tfds.features.Text(),
@@ -201,7 +224,7 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
     yielded = 0
     for rel in files:
       try:
-        image = read_rgb(root / rel)
+        image = read_rgb(root / rel, bad.modes)
       except UnreadableImageError as err:
         bad.files.append(f"{rel} ({err.__cause__})")
         continue

@@ -35,14 +35,15 @@ def default_model(backend: str, model: Optional[str] = None) -> Optional[str]:
 
 def _api_options(backend: str, base_url, concurrency, requests_per_minute, response_format,
                  progress) -> dict[str, Any]:
-  """The named options an API backend takes (None: its default; rate 0: no limit)."""
+  """The named options an API backend takes (None: its default, e.g. the rate limit of the
+  vendor's endpoint and none for a custom base_url; rate 0: no limit)."""
   options: dict[str, Any] = {}
   if base_url:
     options["base_url"] = base_url
   if concurrency is not None:
     options["concurrency"] = concurrency
   if requests_per_minute is not None:
-    options["requests_per_minute"] = requests_per_minute or None  # 0: no limit
+    options["requests_per_minute"] = requests_per_minute  # 0: no limit
   if response_format and backend == "openai":
     options["response_format"] = response_format
   if progress is not None:
@@ -87,8 +88,8 @@ def make_scorer(
     names itself from its accuracy (a model is a ValueError); for replay it selects the
     recorded model when the file holds several.
   cache_path: wrap the scorer in `CachedScorer` (append-only JSONL answer cache).
-  openai/gemini: base_url, concurrency, requests_per_minute (0: no limit), progress;
-    response_format (openai only).
+  openai/gemini: base_url, concurrency, requests_per_minute (None: 450 / 500 on the vendor's
+    endpoint, none on a custom base_url; 0: no limit), progress; response_format (openai).
   oracle (a SIMULATION): images uint8 [N, H, W, 3] with their labels [N, k] over
     label_names (`OracleScorer.from_dataset`; no labels: ValueError), or label_lookup= and
     attribute_names= in kwargs; accuracy, error_model, seed (the noise seed).

@@ -3,6 +3,10 @@
     GeminiScorer(model="gemini-2.5-flash")              # key from $GEMINI_API_KEY
     GeminiScorer(base_url="http://127.0.0.1:8080")      # a proxy / fake server
 
+base_url defaults to $GOOGLE_GEMINI_BASE_URL (as in google-genai), else Google's endpoint.
+requests_per_minute=None (default) means GEMINI_REQUESTS_PER_MINUTE (500) on Google's endpoint
+and no limit on any other base_url; 0 means no limit; a number always applies.
+
 One `client.aio.models.generate_content` call per image: the image as an inline PNG
 `Part`, the Figure 3 prompt, `response_mime_type="application/json"` and a
 `response_schema` requiring an integer 0..5 per attribute. google-genai's own retries
@@ -15,16 +19,27 @@ api_version "v1" by default; pass api_version="v1beta" for preview features).
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Optional
 
 from .prompt import Attribute, Prompt, gemini_response_schema
-from .retry import Classified, ErrorKind, RawAnswer, RetryPolicy, parse_retry_after
+from .retry import (
+    Classified,
+    ErrorKind,
+    RawAnswer,
+    RetryPolicy,
+    is_official_endpoint,
+    parse_retry_after,
+    resolve_rate_limit,
+)
 from .runner import APIScorer
 
-__all__ = ["GeminiScorer", "DEFAULT_GEMINI_MODEL"]
+__all__ = ["GeminiScorer", "DEFAULT_GEMINI_MODEL", "GEMINI_REQUESTS_PER_MINUTE"]
 
 DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
+GEMINI_REQUESTS_PER_MINUTE = 500  # default limit on Google's endpoint only
+GEMINI_HOST = "googleapis.com"  # generativelanguage.googleapis.com
 
 
 def _transport_error_types() -> tuple[type, ...]:
@@ -63,6 +78,9 @@ class GeminiScorer(APIScorer):
 
   thinking_budget: for thinking models (2.5 family) tokens the model may spend thinking
   (billed as output); 0 switches thinking off on Flash. None leaves the model default.
+  requests_per_minute: None -> 500 on Google's endpoint (no base_url, or a googleapis.com
+  host), no limit on any other base_url; 0 -> no limit; the limit in effect is
+  `self.requests_per_minute` (None: none).
   """
 
   backend = "gemini"
@@ -74,7 +92,7 @@ class GeminiScorer(APIScorer):
       base_url: Optional[str] = None,
       api_version: Optional[str] = None,
       concurrency: int = 8,
-      requests_per_minute: Optional[float] = 500,
+      requests_per_minute: Optional[float] = None,
       timeout_s: float = 60.0,
       max_retries: Optional[int] = None,
       max_reasks: Optional[int] = None,
@@ -87,10 +105,13 @@ class GeminiScorer(APIScorer):
       on_exhausted: str = "raise",
       price_per_mtok: Optional[tuple[float, float]] = None,
   ):
+    self.base_url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or None  # as the SDK
+    self.custom_endpoint = not is_official_endpoint(self.base_url, GEMINI_HOST)
     super().__init__(
         model=model,
         concurrency=concurrency,
-        requests_per_minute=requests_per_minute,
+        requests_per_minute=resolve_rate_limit(
+            requests_per_minute, GEMINI_REQUESTS_PER_MINUTE, not self.custom_endpoint),
         timeout_s=timeout_s,
         max_retries=max_retries,
         max_reasks=max_reasks,
@@ -107,9 +128,7 @@ class GeminiScorer(APIScorer):
           "the old `google-generativeai` package is not supported"
       ) from e
     self.api_key_env = api_key_env
-    self.base_url = base_url
     self.api_version = api_version
-    self.custom_endpoint = base_url is not None and "googleapis.com" not in base_url
     self.temperature = temperature
     self.max_output_tokens = max_output_tokens
     self.thinking_budget = thinking_budget

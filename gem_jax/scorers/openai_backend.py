@@ -15,6 +15,11 @@ The key is read only from the environment variable `api_key_env` (default
 OPENAI_API_KEY). It is required for the real OpenAI endpoint; for a custom `base_url`
 (local servers usually need none) a placeholder is sent when the variable is unset.
 `base_url` defaults to $OPENAI_BASE_URL if set, else the OpenAI endpoint.
+
+Request limit: requests_per_minute=None (default) means OPENAI_REQUESTS_PER_MINUTE (450) on
+api.openai.com and no limit on a custom base_url; 0 means no limit; a number always applies.
+The server's own limits are followed too: `retry-after` on a 429, and when an answer says
+`x-ratelimit-remaining-requests: 0` no request starts before `x-ratelimit-reset-requests`.
 """
 
 from __future__ import annotations
@@ -25,12 +30,23 @@ from typing import Any, Optional
 
 from .base import logger
 from .prompt import Attribute, Prompt, openai_response_format
-from .retry import Classified, ErrorKind, RawAnswer, RetryPolicy, parse_retry_after
+from .retry import (
+    Classified,
+    ErrorKind,
+    RawAnswer,
+    RetryPolicy,
+    is_official_endpoint,
+    parse_rate_limit_wait,
+    parse_retry_after,
+    resolve_rate_limit,
+)
 from .runner import APIScorer
 
-__all__ = ["OpenAIScorer", "DEFAULT_OPENAI_MODEL"]
+__all__ = ["OpenAIScorer", "DEFAULT_OPENAI_MODEL", "OPENAI_REQUESTS_PER_MINUTE"]
 
 DEFAULT_OPENAI_MODEL = "gpt-4o"
+OPENAI_REQUESTS_PER_MINUTE = 450  # default limit on api.openai.com only
+OPENAI_HOST = "api.openai.com"
 _RESPONSE_FORMATS = ("json_schema", "json_object", "none")
 
 
@@ -43,6 +59,8 @@ class OpenAIScorer(APIScorer):
   parameter out of the request (some models accept only their defaults).
   price_per_mtok: (input, output) USD per 1M tokens for the cost estimate; by default
   taken from the price table for the real endpoint and unknown for a custom base_url.
+  requests_per_minute: None -> 450 on api.openai.com, no limit on a custom base_url; 0 -> no
+  limit; the limit in effect is `self.requests_per_minute` (None: none).
   """
 
   backend = "openai"
@@ -53,7 +71,7 @@ class OpenAIScorer(APIScorer):
       base_url: Optional[str] = None,
       api_key_env: str = "OPENAI_API_KEY",
       concurrency: int = 8,
-      requests_per_minute: Optional[float] = 450,
+      requests_per_minute: Optional[float] = None,
       timeout_s: float = 60.0,
       max_retries: Optional[int] = None,
       max_reasks: Optional[int] = None,
@@ -67,10 +85,13 @@ class OpenAIScorer(APIScorer):
       on_exhausted: str = "raise",
       price_per_mtok: Optional[tuple[float, float]] = None,
   ):
+    self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+    self.custom_endpoint = not is_official_endpoint(self.base_url, OPENAI_HOST)
     super().__init__(
         model=model,
         concurrency=concurrency,
-        requests_per_minute=requests_per_minute,
+        requests_per_minute=resolve_rate_limit(
+            requests_per_minute, OPENAI_REQUESTS_PER_MINUTE, not self.custom_endpoint),
         timeout_s=timeout_s,
         max_retries=max_retries,
         max_reasks=max_reasks,
@@ -90,8 +111,6 @@ class OpenAIScorer(APIScorer):
     if image_detail not in ("low", "high", "auto"):
       raise ValueError("image_detail must be 'low', 'high' or 'auto'")
     self.api_key_env = api_key_env
-    self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-    self.custom_endpoint = self.base_url is not None and "api.openai.com" not in self.base_url
     self.image_detail = image_detail
     self.response_format = response_format
     self.temperature = temperature
@@ -154,9 +173,10 @@ class OpenAIScorer(APIScorer):
   async def _request(
       self, client: Any, png: bytes, prompt: Prompt, attributes: tuple[Attribute, ...]
   ) -> RawAnswer:
-    resp = await client.chat.completions.create(
+    raw = await client.chat.completions.with_raw_response.create(
         **self.build_request(png, prompt, attributes), timeout=self.timeout_s
     )
+    resp = raw.parse()
     text = None
     if resp.choices:
       msg = resp.choices[0].message
@@ -168,6 +188,7 @@ class OpenAIScorer(APIScorer):
         text=text,
         prompt_tokens=int(getattr(u, "prompt_tokens", 0) or 0),
         completion_tokens=int(getattr(u, "completion_tokens", 0) or 0),
+        wait_s=parse_rate_limit_wait(raw.headers),
     )
 
   def _classify(self, exc: BaseException) -> Optional[Classified]:
@@ -180,7 +201,10 @@ class OpenAIScorer(APIScorer):
     if isinstance(exc, openai.APIStatusError):
       status = exc.status_code
       msg = getattr(exc, "message", "") or str(exc)
-      retry_after = parse_retry_after(getattr(exc.response, "headers", None))
+      headers = getattr(exc.response, "headers", None)
+      retry_after = parse_retry_after(headers)
+      if retry_after is None:  # a 429 without retry-after: wait for the quota's reset
+        retry_after = parse_rate_limit_wait(headers)
       if status in (401, 403):
         return Classified(ErrorKind.AUTH, status, msg)
       if status == 429:

@@ -1,5 +1,6 @@
-"""The request machinery under `APIScorer`: retry policy, rate limiter, usage counters,
-error classes, Retry-After parsing, the first-request gate and `run_sync`.
+"""The request machinery under `APIScorer`: retry policy, rate limiter (and which default limit
+applies to which endpoint), usage counters, error classes, Retry-After and rate-limit header
+parsing, the first-request gate and `run_sync`.
 
 `run_sync` runs a coroutine from synchronous code, also inside Jupyter (where an event
 loop is already running: the coroutine then runs on a fresh loop in a worker thread).
@@ -13,7 +14,9 @@ import dataclasses
 import email.utils
 import enum
 import random
+import re
 import time
+import urllib.parse
 from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from .cost import estimate_cost
@@ -28,6 +31,10 @@ __all__ = [
     "FirstRequestGate",
     "run_sync",
     "parse_retry_after",
+    "parse_duration",
+    "parse_rate_limit_wait",
+    "is_official_endpoint",
+    "resolve_rate_limit",
 ]
 
 T = TypeVar("T")
@@ -114,36 +121,69 @@ class UsageStats:
     return dataclasses.asdict(self)
 
 
-class RateLimiter:
-  """At most `requests_per_minute` request starts per minute (evenly spaced); `pause_until`
-  holds every caller back (used for Retry-After on 429). None/0 = no rate limit."""
+def is_official_endpoint(base_url: Optional[str], host: str) -> bool:
+  """True for the vendor's own endpoint: no base_url, or one whose host is `host` or a
+  sub-domain of it ("api.openai.com", "googleapis.com"); False for any other server."""
+  if base_url is None:
+    return True
+  name = (urllib.parse.urlsplit(base_url).hostname or "").lower()
+  return name == host or name.endswith("." + host)
 
-  def __init__(self, requests_per_minute: Optional[float]):
+
+def resolve_rate_limit(requested: Optional[float], official_default: float,
+                       official: bool) -> Optional[float]:
+  """The requests-per-minute limit to apply (None: no limit).
+
+  requested: None -> `official_default` on the vendor's endpoint and no limit on a custom
+  base_url (a local server is not throttled by the vendor's quota); 0 -> no limit; else as is.
+  """
+  if requested is None:
+    return float(official_default) if official else None
+  return float(requested) if requested > 0 else None
+
+
+class RateLimiter:
+  """At most `requests_per_minute` request starts per minute (evenly spaced); `pause_for`
+  holds every caller back (Retry-After on 429, a used-up quota in the rate-limit headers).
+  None/0 = no rate limit. `clock` (seconds) and `sleep` are injectable for tests."""
+
+  def __init__(self, requests_per_minute: Optional[float],
+               clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
     self.interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
+    self._clock, self._sleep = clock, sleep
     self._next = 0.0
     self._paused_until = 0.0
     self._lock = asyncio.Lock()
 
-  def pause_until(self, t: float) -> None:
-    self._paused_until = max(self._paused_until, t)
+  def pause_for(self, seconds: float) -> bool:
+    """No request starts for `seconds` from now; True when no pause was running before."""
+    now = self._clock()
+    was_paused = self._paused_until > now
+    self._paused_until = max(self._paused_until, now + seconds)
+    return not was_paused
 
   async def acquire(self) -> None:
     while True:
       async with self._lock:
-        now = time.monotonic()
+        now = self._clock()
         start = max(now, self._next, self._paused_until)
         self._next = start + self.interval
       if start > now:
-        await asyncio.sleep(start - now)
-      if time.monotonic() >= self._paused_until - 1e-3:
+        await self._sleep(start - now)
+      if self._clock() >= self._paused_until - 1e-3:
         return
 
 
 @dataclasses.dataclass
 class RawAnswer:
+  """One answer. wait_s: seconds the server asks to hold the next request (its request quota
+  is used up, e.g. OpenAI's x-ratelimit-remaining-requests: 0); None when it says nothing."""
+
   text: Optional[str]
   prompt_tokens: int = 0
   completion_tokens: int = 0
+  wait_s: Optional[float] = None
 
 
 class ErrorKind(enum.Enum):
@@ -183,6 +223,38 @@ def parse_retry_after(headers: Any) -> Optional[float]:
     return max(0.0, dt.timestamp() - time.time())
   except (TypeError, ValueError, IndexError):
     return None
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def parse_duration(text: Any) -> Optional[float]:
+  """Seconds from a Go-style duration ("1s", "6m0s", "20ms", "1h2m3.5s") or a bare number of
+  seconds; None when absent or unparsable."""
+  if text is None:
+    return None
+  text = str(text).strip()
+  try:
+    return max(0.0, float(text))
+  except ValueError:
+    pass
+  parts = _DURATION_PART.findall(text)
+  if not parts or "".join(n + u for n, u in parts) != text:
+    return None
+  return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+def parse_rate_limit_wait(headers: Any) -> Optional[float]:
+  """Seconds to hold new requests: `x-ratelimit-reset-requests` when
+  `x-ratelimit-remaining-requests` is 0 (OpenAI's headers); None otherwise."""
+  if headers is None:
+    return None
+  try:
+    remaining = float(headers.get("x-ratelimit-remaining-requests"))
+  except (TypeError, ValueError):
+    return None
+  return parse_duration(headers.get("x-ratelimit-reset-requests")) if remaining <= 0 else None
 
 
 class FirstRequestGate:

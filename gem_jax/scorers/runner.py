@@ -2,7 +2,9 @@
 
 What it does for every image (one request carrying all attributes):
 * concurrency limit (`asyncio.Semaphore(concurrency)`) and a requests-per-minute limiter
-  (requests are spaced 60/rpm seconds apart);
+  (requests are spaced 60/rpm seconds apart; by default only on the vendor's endpoint);
+* an answer whose rate-limit headers say the request quota is used up (OpenAI's
+  x-ratelimit-remaining-requests: 0) holds every new request until the quota resets;
 * the very first request goes out alone: a bad key, a wrong model name or an unsupported
   option costs exactly one request, whatever the concurrency;
 * retries with exponential backoff and jitter on HTTP 429, 408, 409, 5xx, timeouts and
@@ -26,7 +28,6 @@ import abc
 import asyncio
 import dataclasses
 import os
-import time
 from typing import Any, Optional
 
 import numpy as np
@@ -185,7 +186,7 @@ class APIScorer(Scorer):
     usage = UsageStats(images=len(first))
     results: dict[str, list[int]] = {}
     price = self._price()
-    limiter = RateLimiter(self.requests_per_minute)
+    limiter = self._rate_limiter()
     sem = asyncio.Semaphore(self.concurrency)
     gate = FirstRequestGate()
     pbar = None
@@ -318,7 +319,7 @@ class APIScorer(Scorer):
               return
             delay = policy.backoff(failures, c.retry_after)
             if c.kind is ErrorKind.RATE_LIMIT:
-              limiter.pause_until(time.monotonic() + delay)
+              limiter.pause_for(delay)
             usage.retries += 1
             logger.info(
                 "%s:%s: %s, retrying in %.2f s (retry %d of %d)",
@@ -338,6 +339,7 @@ class APIScorer(Scorer):
         await asyncio.sleep(delay)
         continue
       # got an answer
+      self._hold_if_asked(limiter, raw.wait_s)
       pt_total += raw.prompt_tokens
       ct_total += raw.completion_tokens
       usage.add_tokens(raw.prompt_tokens, raw.completion_tokens, price)
@@ -374,6 +376,20 @@ class APIScorer(Scorer):
       )
       self._tick(pbar, usage)
       return
+
+  def _rate_limiter(self) -> RateLimiter:
+    """The limiter of one run: `requests_per_minute` spacing and the pauses servers ask for."""
+    return RateLimiter(self.requests_per_minute)
+
+  def _hold_if_asked(self, limiter: RateLimiter, wait_s: Optional[float]) -> None:
+    """Holds every new request for the `wait_s` seconds an answer asked for (request quota
+    used up), capped at the retry policy's retry_after_max_s."""
+    if wait_s is None or wait_s <= 0:
+      return
+    wait_s = min(wait_s, self.retry.retry_after_max_s)
+    if limiter.pause_for(wait_s):
+      logger.info("%s:%s: the server says its request quota is used up; holding new requests "
+                  "for %.2f s", self.backend, self.model, wait_s)
 
   def _deliver(self, h, levels, attrs, results, on_result, pt, ct, failures, reasks, valid):
     if on_result is not None:
