@@ -8,13 +8,18 @@
     <workdir>/figures/  traversals labelled with the aligned attributes, A_0 vs learned A
 
 A restart skips what is done: a finished warm-up is not retrained, cached answers are not
-asked again, a saved alignment is reused, and GEM resumes from its last checkpoint. When the
-scorer is remote (openai, gemini) scoring runs in a thread alongside the warm-up.
+asked again, a saved alignment is reused, and GEM resumes from its last checkpoint. Each stage
+folder records what produced it (stage.json, gem_jax/stages.py): a stage made by other settings
+or inputs is refused with the changed keys named, an incomplete one (e.g. scoring with too few
+valid answers) is redone. One run at a time holds the workdir (gem_jax/train/run_lock.py); the
+alignment, S and A_0 are written atomically. When the scorer is remote (openai, gemini) scoring
+runs in a thread alongside the warm-up.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -23,16 +28,69 @@ from typing import Any
 import numpy as np
 
 from gem_jax.data import DatasetSpec, get_dataset, load_examples
+from gem_jax.files import atomic_save_npy, atomic_write_json
 from gem_jax.models import fold_into_decoder
 from gem_jax.models.disgraph import edge_mask, node_mask_from_alignment
 from gem_jax.plots import Panel, save_relation_panels, save_traversal_figure
 from gem_jax.relations import Alignment, align_latents, initial_graph, somers_d
 from gem_jax.scoring import ScoringOptions, parse_attribute_list, score_images
+from gem_jax.stages import StageMismatchError, check_stage, config_values, write_stage
 from gem_jax.train import checkpoints, train_and_evaluate
+from gem_jax.train.run_lock import run_lock
 from gem_jax.train.state import make_graph_state
 from gem_jax.trained_model import TrainedModel, load
 
+__all__ = ["run_gem", "run_shared_stages", "run_stage4", "Stage4Start", "warmup_config",
+           "compensated_start", "ScoringIncompleteError", "StageMismatchError"]
+
 REMOTE_BACKENDS = ("openai", "gemini")
+# What each stage's record names (gem_jax/stages.py): the settings its outputs depend on.
+WARMUP_KEYS = ("seed", "data.name", "data.config", "data.split", "model.latent_dim",
+               "model.image_size", "model.width", "model.hidden", "model.upsample",
+               "model.likelihood", "model.sigma", "model.beta", "train.batch_size",
+               "train.learning_rate", "train.adam_b1", "train.adam_b2", "train.grad_clip_norm")
+SCORING_KEYS = ("data.name", "data.config", "data.split", "gem.num_scored_images",
+                "gem.attributes", "gem.scorer.backend", "gem.scorer.model",
+                "gem.scorer.base_url")
+SCORING_BACKEND_KEYS = {"oracle": ("seed", "gem.scorer.accuracy"),
+                        "replay": ("gem.scorer.replay_path",)}
+GRAPH_KEYS = ("gem.attributes", "model.latent_dim")
+# Settings that do not change what stage 4 computes (num_steps: a longer run continues it).
+STAGE4_IGNORED = ("data.data_dir", "train.num_steps", "train.log_every", "train.sample_every",
+                  "train.checkpoint_every", "train.keep_checkpoints", "train.num_devices")
+
+
+class ScoringIncompleteError(RuntimeError):
+  """Too few scored images got a valid answer (config.gem.min_valid_fraction)."""
+
+
+def scoring_values(config) -> dict:
+  """The settings the scores depend on (the oracle's also on the seed and its accuracy)."""
+  keys = SCORING_KEYS + SCORING_BACKEND_KEYS.get(config.gem.scorer.backend, ())
+  return config_values(config, keys)
+
+
+def stage4_values(config) -> dict:
+  """Every setting of stage 4's config except the pipeline's own (gem.*, recorded by the
+  shared stages; gem.compensate_a0 kept) and STAGE4_IGNORED."""
+  flat = {}
+
+  def walk(node, prefix):
+    for k, v in node.items():
+      if isinstance(v, dict):
+        walk(v, f"{prefix}{k}.")
+      else:
+        flat[f"{prefix}{k}"] = v
+  walk(config.to_dict(), "")
+  return {k: v for k, v in sorted(flat.items()) if k not in STAGE4_IGNORED
+          and (not k.startswith("gem.") or k == "gem.compensate_a0")}
+
+
+def array_digest(array) -> str:
+  """sha256 of an array's dtype, shape and bytes (hex, 16 characters)."""
+  a = np.ascontiguousarray(array)
+  head = f"{a.dtype}{a.shape}".encode()
+  return hashlib.sha256(head + a.tobytes()).hexdigest()[:16]
 
 
 def warmup_config(config):
@@ -59,12 +117,24 @@ def attribute_names(config) -> list[str]:
   return names
 
 
-def run_warmup(config, workdir: Path) -> None:
+def warmup_id(config) -> str:
+  """Names the warm-up a later stage was built on: its recorded settings and final step."""
   wc = warmup_config(config)
-  if checkpoints.reached(workdir, wc.train.num_steps):
+  values = json.dumps(config_values(wc, WARMUP_KEYS), sort_keys=True)
+  return hashlib.sha256(values.encode()).hexdigest()[:16] + f"@{wc.train.num_steps}"
+
+
+def run_warmup(config, workdir: Path) -> None:
+  """Stage 1 into workdir (resumed; skipped when its record says done by these settings)."""
+  wc = warmup_config(config)
+  values = config_values(wc, WARMUP_KEYS)
+  if check_stage(workdir, "warm-up", values, {},
+                 has_outputs=checkpoints.reached(workdir, wc.train.num_steps)):
     logging.info("warm-up done (%s), skipping", workdir)
     return
+  write_stage(workdir, "warm-up", values, {}, complete=False)
   train_and_evaluate(wc, workdir, resume=True)
+  write_stage(workdir, "warm-up", values, {}, complete=True)
 
 
 def run_scoring(config, workdir: Path, examples: dict) -> np.ndarray:
@@ -85,19 +155,23 @@ def run_scoring(config, workdir: Path, examples: dict) -> np.ndarray:
 
 def run_alignment(config, workdir: Path, warmup_dir: Path, images: np.ndarray,
                   scores: np.ndarray) -> tuple[Alignment, np.ndarray, np.ndarray]:
-  """(alignment, S [n, n], A_0 [d, d]); reuses a saved alignment."""
+  """(alignment, S [n, n], A_0 [d, d]); reuses a saved alignment made from the same warm-up
+  and scores (its stage record says which)."""
   names = attribute_names(config)
-  if (workdir / "alignment.json").exists():
+  values = config_values(config, GRAPH_KEYS)
+  inputs = {"warmup": warmup_id(config), "scores": array_digest(scores)}
+  if check_stage(workdir, "alignment", values, inputs,
+                 has_outputs=(workdir / "alignment.json").exists()):
     alignment = Alignment.from_json((workdir / "alignment.json").read_text())
     return alignment, np.load(workdir / "somers_d.npy"), np.load(workdir / "a0.npy")
   mu, _ = load(str(warmup_dir)).encode(images)
   alignment = align_latents(mu, scores, names)
   s = np.asarray(somers_d(scores))
   a0 = initial_graph(s, alignment, config.model.latent_dim)
-  workdir.mkdir(parents=True, exist_ok=True)
-  np.save(workdir / "somers_d.npy", s)
-  np.save(workdir / "a0.npy", a0)
-  (workdir / "alignment.json").write_text(json.dumps(alignment.to_json(), indent=2))
+  atomic_save_npy(workdir / "somers_d.npy", s)
+  atomic_save_npy(workdir / "a0.npy", a0)
+  atomic_write_json(workdir / "alignment.json", alignment.to_json())
+  write_stage(workdir, "alignment", values, inputs, complete=True)
   return alignment, s, a0
 
 
@@ -105,31 +179,57 @@ def run_alignment(config, workdir: Path, warmup_dir: Path, images: np.ndarray,
 class Stage4Start:
   """What stages 1-3 hand to stage 4: graph (TrainState.graph: A_0, edge mask, anchor),
   vae_params (the warm-up's), extra_meta (alignment, S, scorer; saved with the checkpoints),
-  examples (the scored images, {'image': uint8 [N, H, W, 3], ...})."""
+  examples (the scored images, {'image': uint8 [N, H, W, 3], ...}), inputs (what names the
+  warm-up and A_0 in stage 4's record)."""
 
   graph: dict
   vae_params: Any
   extra_meta: dict
   examples: dict
+  inputs: dict
+
+
+def run_scoring_stage(config, workdir: Path, examples: dict) -> np.ndarray:
+  """Stage 2: `run_scoring`, recorded; fails when fewer than config.gem.min_valid_fraction of
+  the images got a valid answer for every attribute (a rerun asks only those again: valid
+  answers are in the cache)."""
+  values = scoring_values(config)
+  write_stage(workdir, "scoring", values, {}, complete=False)
+  scores = run_scoring(config, workdir, examples)
+  valid, total = int((scores >= 0).all(axis=1).sum()), len(scores)
+  need = float(config.gem.get("min_valid_fraction", 0.9))
+  complete = valid >= need * total
+  write_stage(workdir, "scoring", values, {}, complete=complete, valid_images=valid,
+              num_images=total)
+  if not complete:
+    raise ScoringIncompleteError(
+        f"scoring in {workdir}: {valid} of {total} images ({valid / max(total, 1):.1%}) got a "
+        f"valid answer for every attribute, fewer than config.gem.min_valid_fraction="
+        f"{need}; see {workdir}/scores.json and the log for the failures. Rerunning asks only "
+        "the images without a valid answer again.")
+  return scores
 
 
 def run_shared_stages(config, root: str | Path) -> Stage4Start:
-  """Stages 1-3 under root (warmup/, scores/, graph/), each resumed or skipped when done.
-  They depend on the warm-up and scorer settings only, so GEM variants can share them."""
+  """Stages 1-3 under root (warmup/, scores/, graph/), each resumed or skipped when its record
+  says done by the same settings. They depend on the warm-up and scorer settings only, so GEM
+  variants can share them."""
   root = Path(root)
   examples = load_examples(config.data, config.data.split, config.gem.num_scored_images)
   scores_dir = root / "scores"
+  scored = check_stage(scores_dir, "scoring", scoring_values(config), {},
+                       has_outputs=(scores_dir / "scores.npy").exists())
   with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
     scoring = None
-    if (scores_dir / "scores.npy").exists():
-      scores = np.load(scores_dir / "scores.npy")
-    elif config.gem.scorer.backend in REMOTE_BACKENDS:
-      scoring = pool.submit(run_scoring, config, scores_dir, examples)
+    if not scored and config.gem.scorer.backend in REMOTE_BACKENDS:
+      scoring = pool.submit(run_scoring_stage, config, scores_dir, examples)
     run_warmup(config, root / "warmup")
     if scoring is not None:
       scores = scoring.result()
-    elif not (scores_dir / "scores.npy").exists():
-      scores = run_scoring(config, scores_dir, examples)
+    elif not scored:
+      scores = run_scoring_stage(config, scores_dir, examples)
+    else:
+      scores = np.load(scores_dir / "scores.npy")
   alignment, s, a0 = run_alignment(config, root / "graph", root / "warmup",
                                    examples["image"], scores)
   warm = checkpoints.restore_raw(root / "warmup")[0]
@@ -138,27 +238,35 @@ def run_shared_stages(config, root: str | Path) -> Stage4Start:
   extra = {"alignment": alignment.to_json(), "somers_d": np.asarray(s).tolist(),
            "scorer": json.loads((scores_dir / "scores.json").read_text())}
   return Stage4Start(graph=graph, vae_params=warm["params"]["vae"], extra_meta=extra,
-                     examples=examples)
+                     examples=examples,
+                     inputs={"warmup": warmup_id(config), "a0": array_digest(a0)})
 
 
 def run_stage4(config, start: Stage4Start, out: str | Path) -> TrainedModel:
   """Stage 4 (GEM) into `out` from the shared stages' start, resumed from its last checkpoint;
-  the decoder's first layer is compensated for A_0 when config.gem.compensate_a0."""
-  vae_params = start.vae_params
-  if config.gem.compensate_a0:
-    vae_params = compensated_start(vae_params, np.asarray(start.graph["a0"]))
-  if not checkpoints.reached(Path(out), config.train.num_steps):
+  the decoder's first layer is compensated for A_0 when config.gem.compensate_a0. Refuses a
+  folder whose record names other settings or another warm-up or A_0."""
+  out = Path(out)
+  values = stage4_values(config)
+  if not check_stage(out, "GEM", values, start.inputs,
+                     has_outputs=checkpoints.reached(out, config.train.num_steps)):
+    vae_params = start.vae_params
+    if config.gem.compensate_a0:
+      vae_params = compensated_start(vae_params, np.asarray(start.graph["a0"]))
+    write_stage(out, "GEM", values, start.inputs, complete=False)
     train_and_evaluate(config, out, resume=True, graph=start.graph, vae_params=vae_params,
                        extra_meta=start.extra_meta)
+    write_stage(out, "GEM", values, start.inputs, complete=True)
   return load(str(out))
 
 
 def run_gem(config, workdir: str | Path) -> TrainedModel:
-  """All four stages; returns the trained GEM as a TrainedModel."""
+  """All four stages under one run lock on workdir; returns the trained GEM."""
   root = Path(workdir)
-  start = run_shared_stages(config, root)
-  model = run_stage4(config, start, root / "gem")
-  write_figures(config, model, root / "figures", start.examples["image"][0])
+  with run_lock(root):
+    start = run_shared_stages(config, root)
+    model = run_stage4(config, start, root / "gem")
+    write_figures(config, model, root / "figures", start.examples["image"][0])
   return model
 
 

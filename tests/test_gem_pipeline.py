@@ -89,3 +89,53 @@ def test_warmup_beta_sets_only_the_warmup():
   assert warm.model.beta == 0.5 and config.model.beta == 4.0
   assert (warm.model.graph_learner, warm.model.adversarial) == (False, False)
   assert synthetic_gem.get_config("cpu30").gem.warmup_beta == 0.5
+
+
+def test_each_stage_records_what_produced_it(gem_run):
+  config, workdir, _ = gem_run
+  for stage, name in (("warmup", "warm-up"), ("scores", "scoring"), ("graph", "alignment"),
+                      ("gem", "GEM")):
+    record = json.loads((workdir / stage / "stage.json").read_text())
+    assert (record["stage"], record["complete"]) == (name, True)
+  scoring = json.loads((workdir / "scores" / "stage.json").read_text())
+  assert scoring["config"]["gem.num_scored_images"] == config.gem.num_scored_images
+  assert scoring["valid_images"] == config.gem.num_scored_images
+  assert not (workdir / ".run.lock").exists()
+
+
+@pytest.mark.parametrize("key, value, stage", [
+    ("gem.num_scored_images", 32, "scoring"), ("gem.scorer.accuracy", 0.5, "scoring"),
+    ("model.beta", 1.0, "warm-up"), ("model.lambda_adv", 0.1, "GEM")])
+def test_a_finished_run_refuses_other_settings_naming_the_key(gem_run, key, value, stage):
+  config, workdir, _ = gem_run
+  other = config.copy_and_resolve_references()
+  section, _, name = key.rpartition(".")
+  node = other
+  for part in section.split("."):
+    node = node[part]
+  node[name] = value
+  with pytest.raises(gem_pipeline.StageMismatchError,
+                     match=rf"the {stage} stage in .* other settings.*\n  config {key}: "):
+    gem_pipeline.run_gem(other, workdir)
+  assert not (workdir / ".run.lock").exists()
+
+
+def test_scoring_with_too_few_valid_answers_fails_and_is_redone(tfds_dir, tmp_path,
+                                                                 monkeypatch):
+  config = synthetic_gem.get_config("tiny,gem")
+  config.data.data_dir = tfds_dir
+  real = gem_pipeline.run_scoring
+  failing = lambda *a: np.where(np.arange(64)[:, None] < 40, -1, real(*a))  # 24 of 64 valid
+  monkeypatch.setattr(gem_pipeline, "run_scoring", failing)
+  monkeypatch.setattr(gem_pipeline, "run_warmup", lambda *a: None)
+  with pytest.raises(gem_pipeline.ScoringIncompleteError,
+                     match=r"24 of 64 images \(37.5%\) .*min_valid_fraction=0.9"):
+    gem_pipeline.run_shared_stages(config, tmp_path)
+  record = json.loads((tmp_path / "scores" / "stage.json").read_text())
+  assert (record["complete"], record["valid_images"]) == (False, 24)
+  calls = []
+  monkeypatch.setattr(gem_pipeline, "run_scoring", lambda *a: calls.append(1) or real(*a))
+  with pytest.raises(Exception):  # scoring is redone; the (skipped) warm-up is then missing
+    gem_pipeline.run_shared_stages(config, tmp_path)
+  assert calls == [1]
+  assert json.loads((tmp_path / "scores" / "stage.json").read_text())["complete"] is True

@@ -103,6 +103,7 @@ def _base() -> ml_collections.ConfigDict:
   c.gem.warmup_beta = placeholder(float)  # unset: model.beta (docs/decisions.md, "Warm-up beta")
   c.gem.compensate_a0 = False     # stage 4 starts with the decoder's first layer A_0^-1 W1
   c.gem.num_scored_images = 1_500  # the paper's N
+  c.gem.min_valid_fraction = 0.9   # scoring fails below this share of fully answered images
   c.gem.attributes = ",".join(ATTRIBUTES)
   c.gem.scorer = ml_collections.ConfigDict()
   c.gem.scorer.backend = "oracle"  # oracle (SIMULATION from labels) | openai | gemini | replay

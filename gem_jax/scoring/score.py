@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from gem_jax.files import atomic_save_npy
 from gem_jax.scorers import CachedScorer, ScorerLike, image_hashes
 from gem_jax.scoring.options import (
     ScoringOptions,
@@ -128,7 +129,7 @@ def score_images(
   os.makedirs(o.out, exist_ok=True)
   scores = score_dataset(images, attributes, scorer)
   meta = scores_meta(o, attributes, images, scores, scorer)
-  np.save(os.path.join(o.out, "scores.npy"), scores.astype(np.int32))
+  atomic_save_npy(os.path.join(o.out, "scores.npy"), scores.astype(np.int32))
   write_json(os.path.join(o.out, "scores.json"), meta)
   return ScoredImages(scores, meta, scorer)
 

@@ -23,7 +23,7 @@ ADDED_KEYS = {
               "adv_scale": "batch", "lambda_rel": 100.0, "relcon_temperature": 0.5},
     "train": {"disc_adam_b1": None, "disc_adam_b2": None},
     "data": {"label_key": None, "label_max": 5},
-    "gem": {"compensate_a0": False},
+    "gem": {"compensate_a0": False, "min_valid_fraction": 0.9},
 }
 
 
