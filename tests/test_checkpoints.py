@@ -1,6 +1,7 @@
 """Checkpoints without training: only finite states are saved and loaded, a damaged newest step
 falls back to the previous one, damage is told apart from a model mismatch, `gem_jax.load`
-finds the checkpoints of every kind of folder."""
+finds the checkpoints of every kind of folder, metrics.jsonl drops the steps a resume redoes."""
+import json
 import logging
 import os
 import subprocess
@@ -16,6 +17,7 @@ import gem_jax
 from experiments.configs import synthetic_gem
 from gem_jax.train import checkpoints, loop
 from gem_jax.train.checkpoints import CheckpointError
+from gem_jax.train.metric_writer import truncate_metrics
 from gem_jax.train.state import create_train_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,3 +235,26 @@ def test_load_names_what_it_looked_for(tmp_path):
     gem_jax.load(tmp_path)
   with pytest.raises(CheckpointError, match="does not exist"):
     gem_jax.load(tmp_path / "missing")
+
+
+# --- the loop's bookkeeping ---------------------------------------------------------------
+
+
+def test_a_fresh_start_is_logged_as_info_not_as_a_resume_warning(tmp_path, caplog):
+  config = _config()
+  manager = checkpoints.make_manager(tmp_path / "checkpoints")
+  state = create_train_state(config)
+  with caplog.at_level(logging.INFO):
+    assert loop._open_or_resume(config, tmp_path, True, state, manager) is state
+  assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+      ("INFO", f"{tmp_path} holds no checkpoint yet: starting a fresh run at step 0")]
+
+
+def test_truncate_metrics_drops_the_steps_a_resume_writes_again(tmp_path):
+  path = tmp_path / "metrics.jsonl"
+  lines = [json.dumps({"step": s, "loss": float(s)}) for s in (2, 4, 6, 8)]
+  path.write_text("\n".join(lines) + '\n{"step": 1')   # cut short by a kill
+  assert truncate_metrics(path, 4) == 3
+  assert path.read_text() == lines[0] + "\n" + lines[1] + "\n"
+  assert truncate_metrics(path, 4) == 0
+  assert truncate_metrics(tmp_path / "missing.jsonl", 4) == 0
