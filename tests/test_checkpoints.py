@@ -225,6 +225,14 @@ def test_load_reads_a_pipeline_roots_gem_stage_else_its_warmup(tmp_path, caplog)
           in [r.getMessage() for r in caplog.records])
 
 
+def test_load_reads_a_saved_pipeline_root():
+  """A pipeline root written by an earlier commit (tests/fixtures/runs_191b7d6/gem)."""
+  root = ROOT / "tests" / "fixtures" / "runs_191b7d6" / "gem"
+  model = gem_jax.load(root)
+  assert model.step == 3 and model.alignment is not None          # gem/, not warmup/
+  assert gem_jax.load(root / "warmup" / "checkpoints" / "4").alignment is None
+
+
 def test_load_names_what_it_looked_for(tmp_path):
   (tmp_path / "figures").mkdir()
   with pytest.raises(CheckpointError, match=(
