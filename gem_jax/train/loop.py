@@ -87,7 +87,9 @@ def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
 
   graph / vae_params: see `create_train_state` (A_0 and warm-up weights for GEM).
   extra_meta: JSON saved with every checkpoint (e.g. the latent alignment).
-  Writes <workdir>/config.json, metrics.jsonl, tensorboard/, samples/ and checkpoints/.
+  Writes <workdir>/config.json, metrics.jsonl, tensorboard/, samples/ and checkpoints/ (and
+  damaged_checkpoints/ when a resume skipped a damaged step). resume: continue from the newest
+  checkpoint that reads; without it a workdir holding checkpoints is a RunExistsError.
   """
   config = resolve_config(config)
   workdir = Path(workdir)
