@@ -1,6 +1,7 @@
 """A trained model restored for use: encode, decode, reconstruct, sample, traverse.
 
-    model = gem_jax.load("runs/synthetic_gem")        # a workdir or its checkpoints/
+    model = gem_jax.load("runs/synthetic_gem")        # a pipeline root, a run folder, its
+                                                       # checkpoints/ or one step folder
     mu, logvar = model.encode(images)                  # uint8 [B, 64, 64, 3]
     grid = model.traverse(images[:1], latent=2, values=np.linspace(-3, 3, 7))
 
@@ -9,6 +10,8 @@ Needs neither the training data nor the config file: everything comes from the c
 from __future__ import annotations
 
 import functools
+import logging
+from pathlib import Path
 from typing import Sequence
 
 import jax
@@ -159,13 +162,40 @@ class TrainedModel:
     return np.stack([self.traverse(image, k, values) for k in range(self.latent_dim)])
 
 
-def load(checkpoint_dir: str, step: int | None = None) -> TrainedModel:
-  """Restores a TrainedModel from a run's workdir or checkpoints/ folder.
+# gem_jax.gem_pipeline's run folders that hold a model, in the order `load` prefers them:
+# stage 4 (GEM), then stage 1 (the warm-up) while GEM has saved no checkpoint.
+PIPELINE_STAGES = ("gem", "warmup")
 
-  Raises checkpoints.CheckpointError when the folder is empty, missing, or not a gem_jax
-  model checkpoint.
+
+def checkpoint_source(path: str | Path) -> Path:
+  """The folder `load` reads for `path`: a GEM pipeline root's gem/ (or warmup/ before GEM
+  saved a checkpoint), else `path` itself (a run, checkpoints/ or step folder; see
+  `checkpoints.locate`). Raises CheckpointError naming what was looked for."""
+  path = Path(path).expanduser().absolute()
+  root, step = checkpoints.locate(path)
+  if step is not None or checkpoints.saved_steps(root):
+    return path
+  for stage in PIPELINE_STAGES:
+    if (path / stage).is_dir() and checkpoints.saved_steps(checkpoints.locate(path / stage)[0]):
+      logging.info("%s is a GEM pipeline root: loading its %s/ stage%s", path, stage,
+                   "" if stage == PIPELINE_STAGES[0] else
+                   f" (no {PIPELINE_STAGES[0]}/ checkpoint yet)")
+      return path / stage
+  raise checkpoints.CheckpointError(
+      f"no checkpoint found in {path}: looked for a GEM pipeline root "
+      f"({'/ or '.join(PIPELINE_STAGES)}/ run folders inside), {checkpoints.LOOKED_FOR}")
+
+
+def load(checkpoint_dir: str | Path, step: int | None = None) -> TrainedModel:
+  """Restores a TrainedModel from a GEM pipeline root (its gem/ stage, or warmup/ while GEM has
+  no checkpoint), a run folder, its checkpoints/ folder or one step folder (that step).
+
+  step: the step to load (default: the newest that reads; a damaged newer step folder is
+  skipped with a warning naming it). Raises checkpoints.CheckpointError when the folder is
+  missing or holds no checkpoint, the step asked for is damaged, the weights are not finite,
+  or it is not a gem_jax model checkpoint.
   """
-  state, meta = checkpoints.restore_raw(checkpoint_dir, step)
+  state, meta = checkpoints.restore_raw(checkpoint_source(checkpoint_dir), step)
   if meta.get("kind") != MODEL_KIND:
     raise checkpoints.CheckpointError(
         f"{checkpoint_dir} holds a checkpoint of kind {meta.get('kind')!r}, not a "

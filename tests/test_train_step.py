@@ -154,3 +154,32 @@ def test_r1_stride_that_does_not_divide_a_share_is_a_clear_error():
   config.model.disc_r1_stride = 3
   with pytest.raises(ValueError, match=r"disc_r1_stride=3 does not divide the 4 images"):
     _run(config, _state(config), _images(), 2, 1)
+
+
+def _assert_trees_equal(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_nan_learning_rate_leaves_params_and_optimizer_state_untouched():
+  # The loss and gradients of the first step are finite; only the update is NaN.
+  config = _config(lr=float("nan"))
+  state = _state(config)
+  after, history = _run(config, state, _images(), 2, 2)
+  assert [int(m["nonfinite"]) for m in history] == [1, 1]
+  assert np.isfinite(history[0]["loss"])
+  _assert_trees_equal(state.params, after.params)
+  _assert_trees_equal(state.opt_state, after.opt_state)
+  assert int(after.step) == 2
+
+
+def test_nan_discriminator_learning_rate_leaves_the_discriminator_untouched():
+  config = _config("gem_single")
+  config.train.disc_learning_rate = float("nan")
+  state = _state(config)
+  after, history = _run(config, state, _images(), 1, 1)
+  assert int(history[0]["nonfinite"]) == 1
+  assert np.isfinite(history[0]["adv_discriminator"])
+  _assert_trees_equal(state.disc_params, after.disc_params)
+  _assert_trees_equal(state.disc_opt_state, after.disc_opt_state)
+  _assert_trees_equal(state.params, after.params)

@@ -1,6 +1,8 @@
 """End to end on synthetic_faces/tiny: artefacts, checkpoint round trip, resume, errors."""
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -179,3 +181,69 @@ def test_nonfinite_loss_stops_with_step_and_last_good_checkpoint(tiny_config, tm
                      match=r"non-finite at step 5.*Last good checkpoint: .*checkpoints/3"):
     train_and_evaluate(tiny_config, tmp_path)
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["3"]
+
+
+def test_nan_learning_rate_saves_no_nan_checkpoint(tiny_config, tmp_path):
+  """The first step's loss and gradients are finite, its update is NaN: nothing is saved."""
+  tiny_config.train.learning_rate = float("nan")
+  tiny_config.train.checkpoint_every = 1
+  with pytest.raises(loop.NonFiniteLossError,
+                     match=r"non-finite at step 1 \(its loss, gradients or updated weights held "
+                           r"NaN or inf\).*Last good checkpoint: none saved yet"):
+    train_and_evaluate(tiny_config, tmp_path)
+  assert checkpoints.saved_steps(tmp_path / "checkpoints") == []
+  with pytest.raises(checkpoints.CheckpointError, match="no checkpoint found"):
+    gem_jax.load(str(tmp_path))
+
+
+def test_nan_update_mid_run_leaves_only_finite_checkpoints(tiny_config, tmp_path, monkeypatch):
+  real = loop.make_pmapped_step
+
+  def poisoned(*args, **kwargs):
+    step_fn = real(*args, **kwargs)
+
+    def wrapped(state, batch):
+      if int(state.step[0]) == 3:   # the 4th step's Adam moments are NaN: a NaN update
+        state = state.replace(opt_state=jax.tree.map(
+            lambda x: x * jnp.nan if jnp.issubdtype(x.dtype, jnp.floating) else x,
+            state.opt_state))
+      return step_fn(state, batch)
+    return wrapped
+
+  monkeypatch.setattr(loop, "make_pmapped_step", poisoned)
+  tiny_config.train.checkpoint_every = 1
+  with pytest.raises(loop.NonFiniteLossError,
+                     match=r"non-finite at step 4 .*Last good checkpoint: .*checkpoints/3\."):
+    train_and_evaluate(tiny_config, tmp_path)
+  assert checkpoints.saved_steps(tmp_path / "checkpoints") == [1, 2, 3]
+  for step in (1, 2, 3):
+    state, _ = checkpoints.restore_raw(tmp_path / "checkpoints" / str(step))
+    assert checkpoints.nonfinite_leaves(state) == []
+  assert gem_jax.load(str(tmp_path)).step == 3
+
+
+def test_resume_skips_a_damaged_newest_checkpoint(finished_run, tmp_path, caplog):
+  """Step 6's data file is cut short: the resume restarts from step 3 (a warning, not the
+  'does not match' error), sets step 6 aside, replays steps 4-6 and logs each step once."""
+  config, workdir, full = finished_run
+  run = tmp_path / "run"
+  shutil.copytree(workdir, run)
+  data = [p for p in (run / "checkpoints" / "6" / "state").rglob("*") if p.parent.name == "d"]
+  with open(max(data, key=lambda p: p.stat().st_size), "r+b") as f:
+    f.truncate(1000)
+  with caplog.at_level(logging.WARNING):
+    resumed = train_and_evaluate(config, run, resume=True)
+  warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  damaged = run.absolute() / "checkpoints" / "6"
+  moved = run.absolute() / "damaged_checkpoints" / "6"
+  assert any(w.startswith(f"checkpoint {damaged} is damaged (ValueError: OUT_OF_RANGE")
+             for w in warnings)
+  assert (f"resuming at step 3: moved the damaged {damaged} to {moved}; delete it with: "
+          f"rm -r '{moved}'") in warnings
+  assert (moved / "state").is_dir()
+  assert int(resumed.step) == 6
+  for a, b in zip(_params(full), _params(resumed)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert gem_jax.load(str(run)).step == 6
+  steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+  assert steps == [2, 4, 6]

@@ -23,7 +23,8 @@ from gem_jax.train.step import StepConfig, make_pmapped_step, replicate, unrepli
 
 
 class NonFiniteLossError(FloatingPointError):
-  """Training produced a NaN/inf loss; the message names the step and last good checkpoint."""
+  """A step's loss, gradients or updated weights were NaN/inf; the message names the step and
+  the last good checkpoint."""
 
 
 class RunExistsError(FileExistsError):
@@ -62,17 +63,19 @@ def _fixed_images(config, num: int = 8) -> np.ndarray:
 
 
 def _open_or_resume(config, workdir: Path, resume: bool, state: TrainState, manager):
+  """`state` for a fresh run, or the newest readable checkpoint's (resume; the damaged newer
+  step folders it skipped are moved to <workdir>/damaged_checkpoints/)."""
   latest = manager.latest_step()
   if latest is not None and not resume:
     raise RunExistsError(f"{workdir} already holds checkpoints (latest step {latest}); pass "
                          "--resume to continue that run or choose another --workdir")
   if latest is None:
-    if resume:
-      logging.warning("--resume: no checkpoint in %s, starting from step 0", workdir)
+    logging.info("%s holds no checkpoint yet: starting a fresh run at step 0", workdir)
     return state
   restored, _ = checkpoints.restore_state(manager.directory, state,
                                           expected_meta={"kind": MODEL_KIND,
                                                          "model": config.model.to_dict()})
+  checkpoints.set_aside_newer(manager, int(restored.step))
   logging.info("resumed %s at step %d", workdir, int(restored.step))
   return restored
 
@@ -84,7 +87,9 @@ def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
 
   graph / vae_params: see `create_train_state` (A_0 and warm-up weights for GEM).
   extra_meta: JSON saved with every checkpoint (e.g. the latent alignment).
-  Writes <workdir>/config.json, metrics.jsonl, tensorboard/, samples/ and checkpoints/.
+  Writes <workdir>/config.json, metrics.jsonl, tensorboard/, samples/ and checkpoints/ (and
+  damaged_checkpoints/ when a resume skipped a damaged step). resume: continue from the newest
+  checkpoint that reads; without it a workdir holding checkpoints is a RunExistsError.
   """
   config = resolve_config(config)
   workdir = Path(workdir)
@@ -105,7 +110,7 @@ def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
                                 start_step=start, image_size=config.model.image_size,
                                 label_key=config.data.get("label_key"))
   fixed = _fixed_images(config)
-  writer = MetricWriter(workdir)
+  writer = MetricWriter(workdir, resume_step=start)
   meta = checkpoint_meta(config, extra_meta)
   rstate = replicate(state, devices)
   pending = None
@@ -139,11 +144,13 @@ def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
 
 
 def _check_finite(metrics, step: int, manager) -> None:
+  """Stops the run when `step` was non-finite (metrics['nonfinite'], replicated)."""
   if int(np.asarray(jax.device_get(metrics["nonfinite"]))[0]):
     manager.wait_until_finished()
     last = manager.latest_step()
     where = f"{manager.directory}/{last}" if last is not None else "none saved yet"
     raise NonFiniteLossError(
-        f"the loss became non-finite at step {step}; training stopped and the weights were "
-        f"not updated by that step nor saved after it. Last good checkpoint: {where}. "
+        f"training became non-finite at step {step} (its loss, gradients or updated weights "
+        "held NaN or inf); training stopped and the weights were not updated by that step "
+        f"nor saved after it. Last good checkpoint: {where}. "
         "Try a lower config.train.learning_rate or config.train.grad_clip_norm.")

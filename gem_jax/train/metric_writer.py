@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,13 +11,42 @@ import numpy as np
 from gem_jax.data.tf_cpu import tensorflow
 
 
+def _line_step(line: str) -> int | None:
+  """The 'step' of one metrics.jsonl line; None for a line cut short (a killed run)."""
+  try:
+    return int(json.loads(line)["step"])
+  except (ValueError, KeyError, TypeError):
+    return None
+
+
+def truncate_metrics(path: Path, last_step: int) -> int:
+  """Drops the lines of a metrics.jsonl after `last_step` (a resumed run writes those steps
+  again) and the unreadable ones; returns how many were dropped."""
+  if not path.exists():
+    return 0
+  lines = path.read_text().splitlines()
+  kept = [line for line in lines if (s := _line_step(line)) is not None and s <= last_step]
+  if len(kept) < len(lines):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+  return len(lines) - len(kept)
+
+
 class MetricWriter:
   """Appends {'step': s, name: value, ...} lines to <workdir>/metrics.jsonl and writes the
-  same scalars as TensorBoard summaries under <workdir>/tensorboard."""
+  same scalars as TensorBoard summaries under <workdir>/tensorboard.
 
-  def __init__(self, workdir: str | Path):
+  resume_step: the step the run starts from; lines of later steps (written before a crash or
+  by an earlier fresh attempt) are dropped first, so that no step appears twice.
+  """
+
+  def __init__(self, workdir: str | Path, resume_step: int = 0):
     self._path = Path(workdir) / "metrics.jsonl"
     self._path.parent.mkdir(parents=True, exist_ok=True)
+    dropped = truncate_metrics(self._path, resume_step)
+    if dropped:
+      logging.info("%s: dropped %d lines after step %d", self._path, dropped, resume_step)
     self._file = open(self._path, "a")
     self._tf = tensorflow()
     self._summary = self._tf.summary.create_file_writer(str(Path(workdir) / "tensorboard"))

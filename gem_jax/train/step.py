@@ -9,8 +9,9 @@
   4. the discriminator, if the objective has one, learns its positives against its negatives
      with its own optimizer (optionally with an R1 penalty on its real inputs);
   5. gradients are averaged over devices (lax.pmean) and the anchor moves towards A.
-A step whose loss or gradients are not finite leaves the state as it was (step + 1 aside)
-and reports metrics['nonfinite'] = 1, so NaN never reaches the weights.
+A step whose loss, gradients or new state (parameters, optimizer states, graph, on any device)
+are not finite leaves the state as it was (step + 1 aside) and reports metrics['nonfinite'] = 1,
+so NaN never reaches the weights: not from a NaN loss, nor from a NaN learning rate or moment.
 """
 from __future__ import annotations
 
@@ -107,8 +108,14 @@ def _r1_subset(real: tuple, stride: int) -> tuple:
 
 
 def _all_finite(tree) -> jax.Array:
-  leaves = jax.tree.leaves(tree)
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+  """bool []: every element of every leaf finite (integer leaves always are; True if empty)."""
+  checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+  return jnp.all(jnp.stack(checks)) if checks else jnp.array(True)
+
+
+def _on_all_devices(ok: jax.Array) -> jax.Array:
+  """bool []: `ok` on every device, so that the replicas keep or drop a step together."""
+  return jax.lax.pmin(ok.astype(jnp.int32), AXIS).astype(bool)
 
 
 def _keep_if(ok, new, old):
@@ -151,7 +158,8 @@ def _discriminator_update(state: TrainState, disc_batch, *, disc, disc_tx, cfg: 
   disc_grads = jax.lax.pmean(disc_grads, AXIS)
   updates, disc_opt_state = disc_tx.update(disc_grads, state.disc_opt_state, state.disc_params)
   disc_params = optax.apply_updates(state.disc_params, updates)
-  ok = jnp.isfinite(l_disc) & _all_finite(disc_grads)
+  ok = (jnp.isfinite(l_disc) & _all_finite(disc_grads) & _all_finite(disc_params)
+        & _all_finite(disc_opt_state))
   return disc_params, disc_opt_state, metrics, ok
 
 
@@ -175,7 +183,8 @@ def train_step(state: TrainState, batch: dict, *, vae: VAE, graph_module, disc, 
   grads = jax.lax.pmean(grads, AXIS)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  ok = jnp.isfinite(metrics["loss"]) & _all_finite(grads)
+  ok = (jnp.isfinite(metrics["loss"]) & _all_finite(grads) & _all_finite(params)
+        & _all_finite(opt_state))
 
   disc_params, disc_opt_state = state.disc_params, state.disc_opt_state
   if disc_batch is not None:
@@ -187,6 +196,7 @@ def train_step(state: TrainState, batch: dict, *, vae: VAE, graph_module, disc, 
   graph = dict(state.graph)
   if cfg.lambda_anchor:
     graph["anchor"] = update_anchor(state.graph["anchor"], a, cfg.anchor_tau)
+  ok = _on_all_devices(ok & _all_finite(graph))
   metrics = jax.lax.pmean(metrics, AXIS)
   new_state = state.replace(
       step=state.step + 1,
