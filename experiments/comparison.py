@@ -32,7 +32,7 @@ from gem_jax.data import get_dataset, load_examples
 from gem_jax.evaluation import evaluate_model, make_extractor
 from gem_jax.gem_pipeline import attribute_names, run_gem
 from gem_jax.scoring import scorer_accuracy
-from gem_jax.train import checkpoints, train_and_evaluate
+from gem_jax.train import checkpoints, run_lock, train_and_evaluate
 from gem_jax.trained_model import load
 
 GEM_METHODS = ("gem", "gem_single")
@@ -290,7 +290,11 @@ def run_table(table, workdir: str, benchmark: bool = True, isolate: bool = True)
 
   isolate: train each unfinished run in its own process (see `train_isolated`)."""
   root = Path(workdir)
-  root.mkdir(parents=True, exist_ok=True)
+  with run_lock(root):
+    return _run_table(table, root, benchmark, isolate)
+
+
+def _run_table(table, root: Path, benchmark: bool, isolate: bool) -> str:
   (root / "table_config.json").write_text(table.to_json(indent=2))
   seeds = [int(s) for s in parse_list(table.seeds)]
   train = train_isolated if isolate else train_method

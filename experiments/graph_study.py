@@ -33,9 +33,10 @@ from experiments.comparison import mean_std, parse_list
 from experiments.configs import synthetic_gem
 from gem_jax.data import get_dataset
 from gem_jax.evaluation import aligned_graphs, evaluate_model, make_extractor
+from gem_jax.files import atomic_write_json, atomic_write_text
 from gem_jax.gem_pipeline import run_shared_stages, run_stage4
 from gem_jax.relations import relation_recovery
-from gem_jax.train import checkpoints, train_and_evaluate
+from gem_jax.train import checkpoints, run_lock, train_and_evaluate
 from gem_jax.trained_model import load
 
 BETA_VAE = "beta_vae"
@@ -144,9 +145,7 @@ def evaluate_variant(study, root: Path, variant: str, seed: int, extractor) -> d
   metrics = _study_metrics(model, metrics)
   if "relation_spearman" not in metrics:
     metrics["relation_offdiag_mass"] = None  # no graph (β-VAE): nothing to add on a rerun
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps({"settings": settings, "metrics": metrics}, indent=2))
-  tmp.replace(path)
+  atomic_write_json(path, {"settings": settings, "metrics": metrics})
   return metrics
 
 
@@ -234,7 +233,7 @@ def write_outputs(study, root: Path, runs: dict, extractor_name: str) -> str:
   summary = summarise(runs)
   deltas = paired_deltas(runs, a0_metrics(runs))
   text = markdown(summary, deltas, header(study, extractor_name))
-  (root / "graph_study.md").write_text(text)
+  atomic_write_text(root / "graph_study.md", text)
   with open(root / "graph_study.csv", "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["row", "metric", "mean", "std", "n"])
@@ -245,31 +244,37 @@ def write_outputs(study, root: Path, runs: dict, extractor_name: str) -> str:
   if study.results:
     path = Path(study.results)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
+    atomic_write_json(path, {
         "study": study.to_dict(), "feature_extractor": extractor_name,
         "runs": {v: {str(s): m for s, m in by.items()} for v, by in runs.items()},
         "a0": {str(s): m for s, m in a0_metrics(runs).items()},
-        "summary": summary, "a_minus_a0": deltas}, indent=1))
+        "summary": summary, "a_minus_a0": deltas}, indent=1)
   return text
 
 
 def run_study(study, workdir: str) -> str:
-  """Trains and evaluates every (seed, variant), then writes the tables; returns the Markdown."""
+  """Trains and evaluates every (seed, variant) under one run lock on workdir, writing the
+  tables after each; returns the Markdown."""
   root = Path(workdir)
-  root.mkdir(parents=True, exist_ok=True)
-  (root / "study_config.json").write_text(study.to_json(indent=2))
+  with run_lock(root):
+    return _run_study(study, root)
+
+
+def _run_study(study, root: Path) -> str:
+  atomic_write_text(root / "study_config.json", study.to_json(indent=2))
   seeds = [int(s) for s in parse_list(study.seeds)]
   variants = parse_list(study.variants)
   data_config = variant_config(study, SHARED, seeds[0]).data
   extractor = make_extractor(data_config, study.eval, str(root / "feature_extractor"))
   runs = {v: {} for v in variants}
+  text = ""
   jobs = [(s, v) for s in seeds for v in variants]
   for seed, variant in tqdm(jobs, desc="graph study", unit="run"):
     logging.info("graph study: seed %d, %s", seed, variant)
     train_variant(study, root, variant, seed)
     runs[variant][seed] = evaluate_variant(study, root, variant, seed, extractor)
-    write_outputs(study, root, runs, extractor.name)  # a partial table after every run
-  return write_outputs(study, root, runs, extractor.name)
+    text = write_outputs(study, root, runs, extractor.name)  # a partial table after each run
+  return text
 
 
 _CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("graph_study"),

@@ -8,6 +8,7 @@ from experiments.configs import synthetic_gem
 from gem_jax import gem_pipeline
 from gem_jax.models import relate
 from gem_jax.relations import Alignment
+from gem_jax.train import CheckpointError
 
 pytestmark = pytest.mark.slow  # the whole tiny GEM pipeline
 
@@ -135,7 +136,7 @@ def test_scoring_with_too_few_valid_answers_fails_and_is_redone(tfds_dir, tmp_pa
   assert (record["complete"], record["valid_images"]) == (False, 24)
   calls = []
   monkeypatch.setattr(gem_pipeline, "run_scoring", lambda *a: calls.append(1) or real(*a))
-  with pytest.raises(Exception):  # scoring is redone; the (skipped) warm-up is then missing
+  with pytest.raises(CheckpointError):  # scoring is redone; the skipped warm-up is missing
     gem_pipeline.run_shared_stages(config, tmp_path)
   assert calls == [1]
   assert json.loads((tmp_path / "scores" / "stage.json").read_text())["complete"] is True

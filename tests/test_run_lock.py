@@ -73,3 +73,34 @@ def test_atomic_writes_leave_the_old_file_on_error(tmp_path):
   assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]  # no temporary left
   files.atomic_save_npy(tmp_path / "m.npy", np.eye(2))
   np.testing.assert_array_equal(np.load(tmp_path / "m.npy"), np.eye(2))
+
+
+@pytest.fixture()
+def held_by_another_process(tmp_path):
+  """A lock on tmp_path / 'run' held by a live process."""
+  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / LOCK_NAME).write_text(json.dumps({"host": socket.gethostname(), "pid": holder.pid,
+                                           "started": "then", "argv": ["first"]}))
+  yield run
+  holder.kill()
+  holder.wait()
+
+
+def test_training_on_a_locked_workdir_stops_before_writing(tiny_config, held_by_another_process):
+  from gem_jax.train import train_and_evaluate
+  with pytest.raises(RunLockedError, match="in use by another run"):
+    train_and_evaluate(tiny_config, held_by_another_process)
+  assert sorted(p.name for p in held_by_another_process.iterdir()) == [LOCK_NAME]
+
+
+def test_gem_pipeline_on_a_locked_workdir_stops_before_writing(tiny_config,
+                                                               held_by_another_process):
+  from experiments.configs import synthetic_gem
+  from gem_jax.gem_pipeline import run_gem
+  config = synthetic_gem.get_config("tiny,gem")
+  config.data.data_dir = tiny_config.data.data_dir
+  with pytest.raises(RunLockedError, match="in use by another run"):
+    run_gem(config, held_by_another_process)
+  assert sorted(p.name for p in held_by_another_process.iterdir()) == [LOCK_NAME]

@@ -10,9 +10,11 @@ from gem_jax.train.loop import (
                                 resolve_config,
                                 train_and_evaluate,
 )
+from gem_jax.train.run_lock import RunLockedError, run_lock
 from gem_jax.train.state import TrainState, create_train_state, make_graph_state
 from gem_jax.train.step import StepConfig, make_pmapped_step, replicate, unreplicate
 
 __all__ = ["train_and_evaluate", "NonFiniteLossError", "RunExistsError", "CheckpointError",
+           "RunLockedError", "run_lock",
            "checkpoint_meta", "resolve_config", "TrainState", "create_train_state",
            "make_graph_state", "StepConfig", "make_pmapped_step", "replicate", "unreplicate"]

@@ -1,7 +1,6 @@
 """The training loop: input pipeline -> pmapped train step -> metrics, samples, checkpoints."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -13,10 +12,12 @@ from tqdm.auto import tqdm
 from gem_jax import objectives
 from gem_jax.data import load_examples, make_train_iterator
 from gem_jax.data.pipeline import split_size
+from gem_jax.files import atomic_write_json
 from gem_jax.plots import save_image
 from gem_jax.train import checkpoints
 from gem_jax.train.checkpoints import MODEL_KIND
 from gem_jax.train.metric_writer import MetricWriter
+from gem_jax.train.run_lock import run_lock
 from gem_jax.train.samples import sample_grid
 from gem_jax.train.state import TrainState, create_train_state
 from gem_jax.train.step import StepConfig, make_pmapped_step, replicate, unreplicate
@@ -89,11 +90,15 @@ def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
   extra_meta: JSON saved with every checkpoint (e.g. the latent alignment).
   Writes <workdir>/config.json, metrics.jsonl, tensorboard/, samples/ and checkpoints/ (and
   damaged_checkpoints/ when a resume skipped a damaged step). resume: continue from the newest
-  checkpoint that reads; without it a workdir holding checkpoints is a RunExistsError.
+  checkpoint that reads; without it a workdir holding checkpoints is a RunExistsError. The run
+  holds <workdir>/.run.lock throughout (a second run on it is a RunLockedError at once).
   """
-  config = resolve_config(config)
-  workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  with run_lock(workdir):
+    return _train(resolve_config(config), Path(workdir), resume, graph, vae_params, extra_meta)
+
+
+def _train(config, workdir: Path, resume: bool, graph, vae_params, extra_meta) -> TrainState:
+  """train_and_evaluate's body, under the run lock."""
   cfg = StepConfig.from_config(config)  # the objective and step switches, built once
   manager = checkpoints.make_manager(workdir / "checkpoints",
                                      max_to_keep=config.train.keep_checkpoints,
@@ -101,7 +106,7 @@ def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
   state = _open_or_resume(config, workdir, resume,
                           create_train_state(config, graph, vae_params, cfg.objective),
                           manager)
-  (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+  atomic_write_json(workdir / "config.json", config.to_dict())
   devices = _devices(config.train)
   step_fn = make_pmapped_step(config, devices, cfg)
   start = int(state.step)
