@@ -62,8 +62,8 @@ def _raise_unless_answered(scorer: APIScorer, exc: Exception, timeout_s: float) 
     raise scorer._auth_error(c) from None
   if c.status == 404 or c.kind is ErrorKind.RATE_LIMIT:  # it answered and took the key
     return
-  what = f"HTTP {c.status}: " if c.status else ""
-  raise ScorerRequestError(
-      f"{scorer.backend} scorer: {scorer.endpoint} did not answer a models-list request "
-      f"({what}{redact(c.message, scorer._api_key)[:300]}). Check base_url and that the "
-      "server is running.") from None
+  said = redact(c.message, scorer._api_key)[:300]
+  what = (f"answered a models-list request with HTTP {c.status} ({said})" if c.status else
+          f"did not answer a models-list request ({said})")
+  raise ScorerRequestError(f"{scorer.backend} scorer: {scorer.endpoint} {what}. Check base_url "
+                           "and that the server is running.") from None
