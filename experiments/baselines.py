@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
   flags.DEFINE_string("preset", "", "Size preset token: '', demo, cpu30 or tiny.")
   workdir = flags.DEFINE_string("workdir", None, "Run folder (default: runs/baselines/...).")
   resume = flags.DEFINE_bool("resume", False, "Continue from the last checkpoint in workdir.")
+  dry_run, verbose = cli.define_run_flags()
   config = config_flags.DEFINE_config_file(
       "config", config_arg(chosen.method, chosen.dataset, chosen.preset),
       "Set by --method/--dataset/--preset; override fields with --config.<field>=<value>.")
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     cli.setup_logging()
     cli.run_experiment(config.value,
                        workdir.value or default_workdir(chosen.method, chosen.dataset),
-                       resume.value)
+                       resume.value, dry_run.value, verbose.value)
 
   app.run(run, argv=argv)
 

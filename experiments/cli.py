@@ -1,4 +1,12 @@
-"""Shared command-line plumbing for the experiment entry points (absl + ml_collections)."""
+"""Shared command-line plumbing for the experiment entry points (absl + ml_collections).
+
+Every training entry point goes through `run_experiment`: the config is checked
+(`gem_jax.config_checks.validate_config`: every value, all problems at once), then what the
+run needs beyond it (`gem_jax.preflight`: the data set and its split sizes, GEM's scorer: key
+and endpoint), and only then does it train. Errors a user can fix (DOMAIN_ERRORS) print one
+line `error: ...` and exit 1; `--verbose` shows their traceback. `--dry_run` stops after the
+checks, printing what they found and the scorer's estimated cost.
+"""
 from __future__ import annotations
 
 import logging
@@ -9,11 +17,20 @@ from absl import flags
 from ml_collections import config_flags
 
 from gem_jax import objectives
+from gem_jax.config_checks import ConfigError, is_two_stage, validate_config
 from gem_jax.data import DataNotFoundError
+from gem_jax.data.celeba import CelebaFormatError
+from gem_jax.data.image_decode import UnreadableImageError
 from gem_jax.gem_pipeline import run_gem
+from gem_jax.preflight import preflight
+from gem_jax.scorers import ScorerError
+from gem_jax.scoring import ScoringError
 from gem_jax.train import CheckpointError, NonFiniteLossError, RunExistsError, train_and_evaluate
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+# What a user fixes (config, data, key, endpoint, workdir), reported in one line, not a trace.
+DOMAIN_ERRORS = (ConfigError, DataNotFoundError, UnreadableImageError, CelebaFormatError,
+                 ScorerError, ScoringError, CheckpointError, RunExistsError, NonFiniteLossError)
 
 
 def config_path(name: str) -> str:
@@ -32,30 +49,72 @@ def trains_once(config) -> bool:
   return objectives.get(config.model.objective).trains_once(config)
 
 
-def run_experiment(config, workdir: str, resume: bool) -> None:
-  """The β-VAE branch alone, a baseline, or GEM's whole pipeline; data errors exit with one
-  message."""
+def plan(config) -> str:
+  """One line: what the run trains (steps, batches) and, for GEM, what it scores."""
+  t = config.train
+  if not is_two_stage(config):
+    return f"run: {config.model.name}, {t.num_steps} steps at batch {t.batch_size}"
+  g = config.gem
+  return (f"run: GEM ({config.model.name}): warm-up {g.warmup_steps} steps at batch "
+          f"{g.warmup_batch_size}, {g.num_scored_images} images scored by "
+          f"{g.scorer.backend}, then {t.num_steps} steps at batch {t.batch_size}")
+
+
+def checked_run(config, workdir: str, resume: bool, dry_run: bool = False) -> None:
+  """Validates the config, runs the preflight, then trains (unless dry_run: then prints what
+  the checks found and returns)."""
+  validate_config(config)
+  lines = [plan(config), *preflight(config, workdir, dry_run=dry_run)]
+  if dry_run:
+    print("\n".join(["dry run: the config is valid; nothing was trained, sent or written",
+                     *lines]))
+    return
+  for line in lines:
+    logging.info("preflight: %s", line)
+  if trains_once(config):
+    train_and_evaluate(config, workdir, resume=resume)
+  else:
+    run_gem(config, workdir)
+
+
+def run_experiment(config, workdir: str, resume: bool, dry_run: bool = False,
+                   verbose: bool = False) -> None:
+  """The β-VAE branch alone, a baseline, or GEM's whole pipeline, after the checks
+  (`checked_run`). A DOMAIN_ERRORS error exits with one line `error: ...` (status 1), or is
+  re-raised with its traceback when `verbose`."""
   try:
-    if trains_once(config):
-      train_and_evaluate(config, workdir, resume=resume)
-    else:
-      run_gem(config, workdir)
-  except (DataNotFoundError, CheckpointError, RunExistsError, NonFiniteLossError) as e:
+    checked_run(config, workdir, resume, dry_run)
+  except DOMAIN_ERRORS as e:
+    if verbose:
+      raise
     sys.exit(f"error: {e}")
 
 
+def define_run_flags():
+  """--dry_run and --verbose, shared by the entry points that train; returns their holders."""
+  dry_run = flags.DEFINE_bool("dry_run", False,
+                              "Check the config, the data and GEM's scorer (no request: its "
+                              "estimated cost), print what was found and stop; nothing is "
+                              "trained, sent or written.")
+  verbose = flags.DEFINE_bool("verbose", False,
+                              "Show the full traceback of an error instead of one line.")
+  return dry_run, verbose
+
+
 def define_experiment(config_name: str, default_workdir: str):
-  """Defines --config (with ':tokens'), --workdir and --resume; returns the absl main."""
+  """Defines --config (with ':tokens'), --workdir, --resume, --dry_run and --verbose;
+  returns the absl main."""
   config = config_flags.DEFINE_config_file("config", config_path(config_name),
                                            "Config file, optionally with ':tokens'.")
   workdir = flags.DEFINE_string("workdir", default_workdir, "Run folder.")
   resume = flags.DEFINE_bool("resume", False,
                              "β-VAE and baselines: continue from the last checkpoint in "
                              "workdir (GEM runs always pick up where they stopped).")
+  dry_run, verbose = define_run_flags()
 
   def main(argv):
     del argv
     setup_logging()
-    run_experiment(config.value, workdir.value, resume.value)
+    run_experiment(config.value, workdir.value, resume.value, dry_run.value, verbose.value)
 
   return main

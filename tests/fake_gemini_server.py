@@ -40,12 +40,15 @@ _GEMINI_STATUS = {
 
 
 class GeminiFakeServer(FakeServer):
-  """POST {base_url}/{api_version}/models/{model}:generateContent, `x-goog-api-key` auth.
+  """POST {base_url}/{api_version}/models/{model}:generateContent and GET
+  {base_url}/{api_version}/models, `x-goog-api-key` auth.
 
   google-genai 3.x uses api_version "v1" by default for the Gemini Developer API
   ("v1beta" when GOOGLE_GENAI_API_VERSION=beta or HttpOptions(api_version="v1beta"));
   both are accepted.
   """
+
+  DEFAULT_MODELS = ("gemini-2.5-flash",)
 
   @property
   def base_url(self) -> str:
@@ -99,6 +102,10 @@ class GeminiFakeServer(FakeServer):
           }
       }
       return reply.status, err, reply.headers
+    if rec.method == "GET" and re.match(r"^/v1[a-z0-9]*/models/?(\?|$)", rec.path):
+      models = [{"name": f"models/{m}", "displayName": m,
+                 "supportedGenerationMethods": ["generateContent"]} for m in self.models]
+      return 200, {"models": models}, reply.headers
     model = self.model_of(rec.path)
     if model is None:
       return (

@@ -27,8 +27,10 @@ the default is `default_scores`, a deterministic function of the image bytes tha
 tests can recompute.
 
 Every request is recorded (`srv.requests`: path, headers, parsed JSON body, arrival
-time), and `srv.max_in_flight` tracks the largest number of requests being handled
-at the same time.
+time, method), and `srv.max_in_flight` tracks the largest number of requests being handled
+at the same time. A GET of the models list (OpenAI `{base_url}/models`, Gemini
+`/{version}/models`) answers with `models` (the preflight's probe, gem_jax/scorers/probe.py);
+a scripted error reply applies to it as to any request.
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class RecordedRequest:
   body: Any
   raw: bytes
   t: float
+  method: str = "POST"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -140,6 +143,8 @@ class _Server(ThreadingHTTPServer):
 class FakeServer:
   """Common machinery; subclasses implement `_respond`."""
 
+  DEFAULT_MODELS: tuple[str, ...] = ()  # what the models list names
+
   def __init__(
       self,
       *,
@@ -149,6 +154,7 @@ class FakeServer:
       default: Optional[Reply] = None,
       answer_fn: Callable[[bytes, Sequence[str]], dict] = default_scores,
       usage: tuple[int, int] = (120, 20),
+      models: Optional[Sequence[str]] = None,
   ):
     self.api_key = api_key
     self._script = list(script or [])
@@ -156,6 +162,7 @@ class FakeServer:
     self.default = default or Reply.answer()
     self.answer_fn = answer_fn
     self.usage = usage
+    self.models = list(models if models is not None else self.DEFAULT_MODELS)
     self.requests: list[RecordedRequest] = []
     self.handler_errors: list[str] = []  # exceptions of the fake server's own code
     self.in_flight = 0
@@ -229,6 +236,7 @@ class FakeServer:
         body=body,
         raw=raw,
         t=time.monotonic(),
+        method=h.command,
     )
     with self._lock:
       n = len(self.requests)
@@ -287,7 +295,10 @@ def attributes_from_text(text: str) -> list[str]:
 
 
 class OpenAIFakeServer(FakeServer):
-  """POST {base_url}/chat/completions, Bearer auth; `base_url` ends in /v1."""
+  """POST {base_url}/chat/completions and GET {base_url}/models, Bearer auth; `base_url` ends
+  in /v1."""
+
+  DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini")
 
   @property
   def base_url(self) -> str:
@@ -335,6 +346,9 @@ class OpenAIFakeServer(FakeServer):
           }
       }
       return reply.status, err, reply.headers
+    if rec.method == "GET" and rec.path.split("?")[0].rstrip("/").endswith("/v1/models"):
+      data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.models]
+      return 200, {"object": "list", "data": data}, reply.headers
     if not rec.path.rstrip("/").endswith("/chat/completions"):
       return (
           404,

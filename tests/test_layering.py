@@ -26,7 +26,9 @@ LAYERS = (
     ("scorers",),
     ("scoring",),
     ("metrics",),
+    ("config_checks",),
     ("evaluation", "gem_pipeline"),
+    ("preflight",),
     ("__init__",),
 )
 # Optional third-party clients (and aiohttp, an optional transport of google-genai); TensorFlow

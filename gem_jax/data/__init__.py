@@ -4,9 +4,9 @@ The tfds builders (`synthetic_faces`, `celeba_local`, `image_folder`) are regist
 data set's builder is first asked for (`DatasetSpec.builder`), so importing this package does
 not load TensorFlow (`gem_jax.data.tf_cpu`).
 """
-from gem_jax.data.errors import DataNotFoundError
+from gem_jax.data.errors import DataConfigError, DataNotFoundError
 from gem_jax.data.pipeline import load_examples, make_train_iterator
-from gem_jax.data.registry import DATASETS, DatasetSpec, get_builder, get_dataset
+from gem_jax.data.registry import DATASETS, DatasetSpec, DataSurvey, get_builder, get_dataset
 
-__all__ = ["DATASETS", "DataNotFoundError", "DatasetSpec", "get_builder", "get_dataset",
-           "load_examples", "make_train_iterator"]
+__all__ = ["DATASETS", "DataConfigError", "DataNotFoundError", "DataSurvey", "DatasetSpec",
+           "get_builder", "get_dataset", "load_examples", "make_train_iterator"]

@@ -30,7 +30,7 @@ import numpy as np
 
 from gem_jax.data import celeba
 from gem_jax.data.celeba_files import REQUIRED, celeba_dir, check_celeba_files
-from gem_jax.data.errors import DataNotFoundError
+from gem_jax.data.errors import DataConfigError, DataNotFoundError
 from gem_jax.data.image_decode import read_rgb
 from gem_jax.data.tf_cpu import tensorflow_datasets
 
@@ -231,7 +231,8 @@ def builder_config_name(name: str | None) -> str:
   name = CONFIG_ALIASES.get(name, name)
   known = [c.name for c in CelebaLocal.BUILDER_CONFIGS]
   if name not in known:
-    raise ValueError(f"unknown celeba config {name!r}; expected default, {', '.join(known)}")
+    raise DataConfigError(f"config.data.config={name!r}: unknown celeba config; expected "
+                          f"default, {', '.join(known)}")
   return name
 
 

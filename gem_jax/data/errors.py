@@ -3,3 +3,8 @@
 
 class DataNotFoundError(FileNotFoundError):
   """A data set's files are absent; the message names the files and where to put them."""
+
+
+class DataConfigError(ValueError):
+  """config.data names something its data set does not have (a builder config); the message
+  names the key and lists the valid values."""

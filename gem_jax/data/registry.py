@@ -2,6 +2,7 @@
 
     spec = get_dataset(config.data)          # or get_dataset("synthetic_faces")
     builder = spec.builder(config.data)      # a prepared tfds builder
+    survey = spec.survey(config.data)        # split sizes, without preparing anything
     labels, names = spec.oracle_labels(examples)
 
 A `DatasetSpec` holds what the rest of the project may know about a data set (its attribute
@@ -35,6 +36,22 @@ def _num_examples(examples: Mapping[str, Any]) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
+class DataSurvey:
+  """What a run can know about config.data's data set before preparing it.
+
+  Attributes:
+    split_sizes: {split name: examples}; for a folder not yet prepared, the files that will go
+      to each split (unreadable files are found only while preparing).
+    image_size: side of the square images in pixels.
+    source: where the examples come from, for messages (e.g. 'image folder /x, 16 files').
+  """
+
+  split_sizes: dict[str, int]
+  image_size: int
+  source: str
+
+
+@dataclasses.dataclass(frozen=True)
 class DatasetSpec:
   """Facts about one data set, and how to read its labels from `load_examples` output.
 
@@ -53,6 +70,8 @@ class DatasetSpec:
     builder_factory: 'module:function' of the function config.data -> a prepared tfds
       builder. The module (which defines and registers the tfds builder, and so loads
       TensorFlow) is imported when a builder is first asked for, not with gem_jax.
+    survey_factory: 'module:function' of the function config.data -> DataSurvey, which reads
+      split sizes without preparing the data set (imported on first use, as builder_factory).
     sample_factors: (seed, n) -> (attributes int [n, k], factors) from the data set's SCM, or
       None when the data set is not generated.
   """
@@ -65,12 +84,23 @@ class DatasetSpec:
   nuisance_names: tuple[str, ...]
   label_key: str | None
   builder_factory: str
+  survey_factory: str
   sample_factors: Callable[[int, int], tuple[np.ndarray, np.ndarray]] | None = (
       dataclasses.field(default=None, compare=False, repr=False))
 
   def builder(self, data_config):
     """The prepared tfds builder for config.data (prepared on first use)."""
     module, function = self.builder_factory.split(":")
+    return getattr(importlib.import_module(module), function)(data_config)
+
+  def survey(self, data_config) -> DataSurvey:
+    """Split sizes and image size of config.data's data set, read without preparing it.
+
+    Raises:
+      DataNotFoundError: the data set's files are absent (the message of the builder).
+      DataConfigError: config.data names a builder config the data set does not have.
+    """
+    module, function = self.survey_factory.split(":")
     return getattr(importlib.import_module(module), function)(data_config)
 
   def oracle_labels(self, examples: Mapping[str, Any]
@@ -147,15 +177,18 @@ SYNTHETIC_FACES = DatasetSpec(
     true_graph=sf.TRUE_GRAPH, independent_pairs=tuple(sf.INDEPENDENT_PAIRS),
     nuisance_names=tuple(sf.NUISANCE), label_key="attributes",
     builder_factory="gem_jax.data.synthetic_faces.builder:synthetic_faces_builder",
+    survey_factory="gem_jax.data.survey:synthetic_faces_survey",
     sample_factors=sf.sample_factors)
 CELEBA = DatasetSpec(
     name="celeba", attribute_names=tuple(GEM_ATTRIBUTES), num_levels=2, true_graph=None,
     independent_pairs=(), nuisance_names=(), label_key="gem_labels",
-    builder_factory="gem_jax.data.celeba_builder:celeba_builder")
+    builder_factory="gem_jax.data.celeba_builder:celeba_builder",
+    survey_factory="gem_jax.data.survey:celeba_survey")
 IMAGE_FOLDER = DatasetSpec(
     name="image_folder", attribute_names=(), num_levels=0, true_graph=None,
     independent_pairs=(), nuisance_names=(), label_key=None,
-    builder_factory="gem_jax.data.image_folder:image_folder_builder")
+    builder_factory="gem_jax.data.image_folder:image_folder_builder",
+    survey_factory="gem_jax.data.survey:image_folder_survey")
 
 _SPECS = {spec.name: spec for spec in (SYNTHETIC_FACES, CELEBA, IMAGE_FOLDER)}
 DATASETS = tuple(_SPECS)

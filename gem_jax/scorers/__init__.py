@@ -7,6 +7,8 @@ Backends: "openai" (GPT-4o or any OpenAI-compatible server via base_url), "gemin
 (google-genai), "oracle" (an offline SIMULATION from ground-truth labels) and "replay"
 (scores recorded earlier). Nothing ever falls back to the oracle: a failing API scorer
 raises. The client libraries (openai, google-genai) are imported only when a request is sent.
+`list_models(scorer)` sends one cheap models-list request: does the endpoint answer and take
+the key (the run's preflight, before the warm-up)?
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from .gemini_backend import GeminiScorer
 from .images import check_images, encode_png, image_hashes, image_sha256
 from .openai_backend import OpenAIScorer
 from .oracle import OracleScorer, labels_to_levels
+from .probe import PROBE_TIMEOUT_S, list_models
 from .prompt import (
     PROMPT_VERSION,
     Attribute,
@@ -76,4 +79,6 @@ __all__ = [
     "encode_png",
     "labels_to_levels",
     "run_sync",
+    "list_models",
+    "PROBE_TIMEOUT_S",
 ]

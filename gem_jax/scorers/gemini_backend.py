@@ -40,6 +40,7 @@ __all__ = ["GeminiScorer", "DEFAULT_GEMINI_MODEL", "GEMINI_REQUESTS_PER_MINUTE"]
 DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
 GEMINI_REQUESTS_PER_MINUTE = 500  # default limit on Google's endpoint only
 GEMINI_HOST = "googleapis.com"  # generativelanguage.googleapis.com
+GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"  # google-genai's default
 
 
 def _transport_error_types() -> tuple[type, ...]:
@@ -159,6 +160,17 @@ class GeminiScorer(APIScorer):
     aclose = getattr(client.aio, "aclose", None)
     if aclose is not None:
       await aclose()
+
+  @property
+  def endpoint(self) -> str:
+    """The URL requests go to: base_url, else Google's."""
+    return self.base_url or GEMINI_BASE_URL
+
+  async def _list_models(self, client: Any) -> list[str]:
+    """GET {base_url}/{api_version}/models: the first page's model names without the
+    'models/' prefix (no tokens, no cost)."""
+    pager = await client.aio.models.list(config={"page_size": 100})
+    return [str(m.name).split("/")[-1] for m in pager.page]
 
   def build_config(self, prompt: Prompt, attributes: tuple[Attribute, ...]) -> Any:
     from google.genai import types

@@ -47,6 +47,7 @@ __all__ = ["OpenAIScorer", "DEFAULT_OPENAI_MODEL", "OPENAI_REQUESTS_PER_MINUTE"]
 DEFAULT_OPENAI_MODEL = "gpt-4o"
 OPENAI_REQUESTS_PER_MINUTE = 450  # default limit on api.openai.com only
 OPENAI_HOST = "api.openai.com"
+OPENAI_BASE_URL = "https://api.openai.com/v1"  # the client's default endpoint
 _RESPONSE_FORMATS = ("json_schema", "json_object", "none")
 
 
@@ -140,6 +141,16 @@ class OpenAIScorer(APIScorer):
 
   async def _aclose(self, client: Any) -> None:
     await client.close()
+
+  @property
+  def endpoint(self) -> str:
+    """The URL requests go to: base_url, else OpenAI's."""
+    return self.base_url or OPENAI_BASE_URL
+
+  async def _list_models(self, client: Any) -> list[str]:
+    """GET {base_url}/models: the model ids of the first page (no tokens, no cost)."""
+    page = await client.models.list(timeout=self.timeout_s)
+    return [m.id for m in page.data]
 
   def build_request(self, png: bytes, prompt: Prompt, attributes: tuple[Attribute, ...]) -> dict:
     """The keyword arguments of `chat.completions.create` for one image."""

@@ -123,6 +123,15 @@ class APIScorer(Scorer):
   def _classify(self, exc: BaseException) -> Optional[Classified]:
     ...
 
+  @property
+  def endpoint(self) -> str:
+    """The URL the requests go to (for messages); backends name their default."""
+    return ""
+
+  async def _list_models(self, client: Any) -> list[str]:
+    """The endpoint's model names from one cheap request (`probe.list_models`)."""
+    raise NotImplementedError(f"{type(self).__name__} cannot list models")
+
   # ---- helpers for subclasses -------------------------------------------------------
   def _read_key(self, custom_endpoint: bool, placeholder: str = "not-needed") -> str:
     """The key from `self.api_key_env`; a clear error if absent for the vendor endpoint."""
