@@ -21,16 +21,23 @@ from gem_jax.config_checks import ConfigError, is_two_stage, validate_config
 from gem_jax.data import DataNotFoundError
 from gem_jax.data.celeba import CelebaFormatError
 from gem_jax.data.image_decode import UnreadableImageError
-from gem_jax.gem_pipeline import run_gem
+from gem_jax.gem_pipeline import ScoringIncompleteError, StageMismatchError, run_gem
 from gem_jax.preflight import preflight
 from gem_jax.scorers import ScorerError
 from gem_jax.scoring import ScoringError
-from gem_jax.train import CheckpointError, NonFiniteLossError, RunExistsError, train_and_evaluate
+from gem_jax.train import (
+  CheckpointError,
+  NonFiniteLossError,
+  RunExistsError,
+  RunLockedError,
+  train_and_evaluate,
+)
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 # What a user fixes (config, data, key, endpoint, workdir), reported in one line, not a trace.
 DOMAIN_ERRORS = (ConfigError, DataNotFoundError, UnreadableImageError, CelebaFormatError,
-                 ScorerError, ScoringError, CheckpointError, RunExistsError, NonFiniteLossError)
+                 ScorerError, ScoringError, CheckpointError, RunExistsError, NonFiniteLossError,
+                 RunLockedError, StageMismatchError, ScoringIncompleteError)
 
 
 def config_path(name: str) -> str:

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from experiments import cli
 from experiments.comparison import mean_std, parse_list
 from experiments.configs import synthetic_gem
+from gem_jax.config_checks import validate_config
 from gem_jax.data import get_dataset
 from gem_jax.evaluation import aligned_graphs, evaluate_model, make_extractor
 from gem_jax.files import atomic_write_json, atomic_write_text
@@ -264,6 +265,8 @@ def _run_study(study, root: Path) -> str:
   atomic_write_text(root / "study_config.json", study.to_json(indent=2))
   seeds = [int(s) for s in parse_list(study.seeds)]
   variants = parse_list(study.variants)
+  for variant in variants:  # every run's config checked before any work
+    validate_config(variant_config(study, variant, seeds[0]))
   data_config = variant_config(study, SHARED, seeds[0]).data
   extractor = make_extractor(data_config, study.eval, str(root / "feature_extractor"))
   runs = {v: {} for v in variants}

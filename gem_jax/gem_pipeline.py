@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from gem_jax.config_checks import validate_config
 from gem_jax.data import DatasetSpec, get_dataset, load_examples
 from gem_jax.files import atomic_save_npy, atomic_write_json
 from gem_jax.models import fold_into_decoder
@@ -261,7 +262,9 @@ def run_stage4(config, start: Stage4Start, out: str | Path) -> TrainedModel:
 
 
 def run_gem(config, workdir: str | Path) -> TrainedModel:
-  """All four stages under one run lock on workdir; returns the trained GEM."""
+  """All four stages under one run lock on workdir (the config checked first:
+  `gem_jax.config_checks.validate_config`); returns the trained GEM."""
+  validate_config(config)
   root = Path(workdir)
   with run_lock(root):
     start = run_shared_stages(config, root)

@@ -16,7 +16,8 @@ PACKAGE = ROOT / "gem_jax"
 
 # Bottom to top. A package may import from its own layer's package and any lower layer.
 LAYERS = (
-    ("xla_flags", "plots", "files", "stages"),
+    ("xla_flags", "plots", "files"),
+    ("stages",),
     ("data",),
     ("relations",),
     ("models",),
