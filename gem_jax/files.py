@@ -27,6 +27,8 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w"
       write(f)
       f.flush()
       os.fsync(f.fileno())
+    # mkstemp makes the file private (0600); give it the target's mode, or rw-r--r--.
+    os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
     os.replace(tmp, path)
   except BaseException:
     Path(tmp).unlink(missing_ok=True)

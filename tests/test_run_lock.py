@@ -71,6 +71,7 @@ def test_atomic_writes_leave_the_old_file_on_error(tmp_path):
     files.atomic_write(path, fail)
   assert json.loads(path.read_text()) == {"x": 1}
   assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]  # no temporary left
+  assert path.stat().st_mode & 0o777 == 0o644  # readable like a plain write, not private
   files.atomic_save_npy(tmp_path / "m.npy", np.eye(2))
   np.testing.assert_array_equal(np.load(tmp_path / "m.npy"), np.eye(2))
 

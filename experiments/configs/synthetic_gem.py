@@ -7,14 +7,15 @@ The string after ':' is a comma-separated list of tokens (big_vision style):
   presets   '' (the paper's settings), 'demo' (a few CPU minutes), 'cpu30' (half an hour
             on 2 CPU cores), 'tiny' (seconds; tests)
   variants  'beta_vae' (the β-VAE branch alone), 'gem' (default: DisGraph with the graph
-            learner + joint discriminator), 'gem_single' (A fixed at A_0, no learner),
-            'gem_paper' (the paper's form, kept for reproduction: A reaches the losses only
-            through the decoder's input, where its first dense layer can absorb it, so A is
-            not identifiable; docs/design.md; today also what 'gem' trains), 'gem_scm'
-            (GEM whose KL is on the noise of the SCM z = W^T z + eps, W = A - I: A is
-            identifiable; gem_jax/objectives/gem_scm.py), 'gem_relcon' (GEM with a
-            relation-consistency term between A and the soft Somers' D of the codes:
-            identifiable; gem_jax/objectives/gem_relcon.py);
+            learner + joint discriminator, with the KL on the noise of the SCM z = W^T z + eps
+            that A defines, W = A - I, so that A is identifiable: objective 'gem_scm', chosen
+            by `experiments.graph_study`, docs/results/graph_study.md), 'gem_single' (the
+            paper's GEM (Single): A fixed at A_0, no learner, the paper's loss), 'gem_paper'
+            (the paper's form, kept for reproduction: A reaches the losses only through the
+            decoder's input, where its first dense layer can absorb it, so A is not
+            identifiable; docs/design.md), 'gem_scm' ('gem' under its own name), 'gem_relcon'
+            (GEM with a relation-consistency term between A and the soft Somers' D of the
+            codes: identifiable, measured worse; gem_jax/objectives/gem_relcon.py);
             Table 1 baselines sharing GEM's encoder and decoder (`experiments.baselines`):
             'beta_tcvae', 'factor_vae', 'dear' (plain VAE = 'beta_vae,vae')
   ablations 'no_learner', 'no_adversarial', 'adv_pixel' (the adversarial term weighed per
@@ -30,6 +31,9 @@ BASELINES = ("beta_tcvae", "factor_vae", "dear")
 VARIANTS = ("beta_vae", "gem", "gem_single", "gem_paper", "gem_scm", "gem_relcon") + BASELINES
 ABLATIONS = ("no_learner", "no_adversarial", "adv_pixel", "vae")
 ATTRIBUTES = ("bangs", "bald", "gender", "beard", "blond", "makeup")
+# The default GEM's objective (docs/design.md, "The graph study"): the SCM prior, under which A
+# is identifiable; 'gem_paper' keeps the paper's form ('beta_vae').
+GEM_OBJECTIVE = "gem_scm"
 # Table 1's methods by name: the tokens each method's run config is built from (the one copy;
 # experiments.baselines, experiments.benchmark and the table1 config read it).
 METHOD_TOKENS = {
@@ -162,6 +166,7 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
     c.train.batch_size = 64
   elif token == "gem":
     m.name, m.graph_learner, m.adversarial = "gem", True, True
+    m.objective = GEM_OBJECTIVE
   elif token == "gem_single":
     m.name, m.graph_learner, m.adversarial = "gem_single", False, True
   elif token == "gem_paper":
