@@ -268,7 +268,8 @@ def test_tokens_set_the_objectives():
   assert synthetic_gem.get_config("beta_tcvae").model.beta == 6.0
   assert synthetic_gem.get_config("factor_vae").train.batch_size == 64
   assert synthetic_gem.get_config("dear").data.label_key == "attributes"
-  assert synthetic_gem.get_config("gem").model.objective == "beta_vae"
+  assert synthetic_gem.get_config("gem").model.objective == "gem_scm"  # the graph study's pick
+  assert synthetic_gem.get_config("gem_paper").model.objective == "beta_vae"
   c = celeba_gem.get_config("dear")
   assert (c.data.label_key, c.data.label_max, c.model.dear_supergraph) == ("gem_labels", 1,
                                                                           "full")
