@@ -1,5 +1,6 @@
 """Multi-host training on CPU: 2 processes x 1 device (jax.distributed, gloo collectives on
 127.0.0.1) against 1 process x 2 devices, a kill-all-then-resume, and the launch errors."""
+import json
 import os
 import signal
 import socket
@@ -163,3 +164,20 @@ def test_processes_that_disagree_on_their_count_stop_with_one_clear_error(prepar
     assert ("error: the processes disagree on --num_processes (process 0: 2, process 1: 3)"
             in text)
     assert "Traceback" not in text
+
+
+def test_a_locked_workdir_stops_every_process(prepared, tmp_path):
+  """Process 0 cannot take the run lock (this live test process holds it): it reports the lock,
+  and process 1 stops too instead of waiting for it."""
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / ".run.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                             "started": "now", "argv": ["test"]}))
+  texts = []
+  for proc, log in _launch(prepared, run, "--distributed_timeout=60"):
+    proc.wait(timeout=300)
+    texts.append(log.read_text())
+    assert proc.returncode == 1, texts[-1][-2000:]
+    assert "Traceback" not in texts[-1]
+  assert f"error: {run} is in use by another run" in texts[0]
+  assert f"error: process 0 failed to take the run lock {run / '.run.lock'}" in texts[1]
