@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+import jax
 from absl import flags
 from ml_collections import config_flags
 
@@ -27,9 +28,11 @@ from gem_jax.scorers import ScorerError
 from gem_jax.scoring import ScoringError
 from gem_jax.train import (
   CheckpointError,
+  DistributedError,
   NonFiniteLossError,
   RunExistsError,
   RunLockedError,
+  distributed,
   train_and_evaluate,
 )
 
@@ -37,7 +40,7 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 # What a user fixes (config, data, key, endpoint, workdir), reported in one line, not a trace.
 DOMAIN_ERRORS = (ConfigError, DataNotFoundError, UnreadableImageError, CelebaFormatError,
                  ScorerError, ScoringError, CheckpointError, RunExistsError, NonFiniteLossError,
-                 RunLockedError, StageMismatchError, ScoringIncompleteError)
+                 RunLockedError, StageMismatchError, ScoringIncompleteError, DistributedError)
 
 
 def config_path(name: str) -> str:
@@ -71,13 +74,18 @@ def checked_run(config, workdir: str, resume: bool, dry_run: bool = False) -> No
   """Validates the config, runs the preflight, then trains (unless dry_run: then prints what
   the checks found and returns)."""
   validate_config(config)
-  lines = [plan(config), *preflight(config, workdir, dry_run=dry_run)]
+  checks = lambda: preflight(config, workdir, dry_run=dry_run)
+  lines = [plan(config), *distributed.main_first(checks, "the preflight checks")]
   if dry_run:
     print("\n".join(["dry run: the config is valid; nothing was trained, sent or written",
                      *lines]))
     return
   for line in lines:
     logging.info("preflight: %s", line)
+  if not trains_once(config) and jax.process_count() > 1:
+    raise DistributedError("GEM's two-stage pipeline (warm-up, scoring, alignment, GEM) runs "
+                           "in one process for now; train the β-VAE branch or a baseline "
+                           "across processes, or run GEM without --coordinator_address")
   if trains_once(config):
     train_and_evaluate(config, workdir, resume=resume)
   else:
@@ -85,16 +93,49 @@ def checked_run(config, workdir: str, resume: bool, dry_run: bool = False) -> No
 
 
 def run_experiment(config, workdir: str, resume: bool, dry_run: bool = False,
-                   verbose: bool = False) -> None:
+                   verbose: bool = False, cluster: dict | None = None) -> None:
   """The β-VAE branch alone, a baseline, or GEM's whole pipeline, after the checks
-  (`checked_run`). A DOMAIN_ERRORS error exits with one line `error: ...` (status 1), or is
-  re-raised with its traceback when `verbose`."""
+  (`checked_run`). cluster: `start_processes`'s arguments (multi-process runs; None: one
+  process). A DOMAIN_ERRORS error exits with one line `error: ...` (status 1), or is re-raised
+  with its traceback when `verbose`."""
   try:
+    if cluster:
+      start_processes(config, workdir, resume, **cluster)
     checked_run(config, workdir, resume, dry_run)
   except DOMAIN_ERRORS as e:
     if verbose:
       raise
     sys.exit(f"error: {e}")
+
+
+def start_processes(config, workdir: str, resume: bool, **cluster) -> None:
+  """Joins the multi-process run `cluster` describes (`distributed.start`'s arguments; before
+  anything touches JAX's devices) and checks that every process got the same config, workdir
+  and --resume; the processes but the first only log warnings."""
+  if not distributed.start(**cluster):
+    return
+  run = {"config": config.to_dict(), "workdir": workdir, "resume": resume}
+  distributed.agree("--config, --workdir and --resume (a digest)", distributed.digest(run))
+  if not distributed.is_main():
+    logging.getLogger().setLevel(logging.WARNING)
+
+
+def define_cluster_flags():
+  """--coordinator_address, --num_processes, --process_id, --distributed and
+  --distributed_timeout; returns a function giving `distributed.start`'s arguments."""
+  address = flags.DEFINE_string("coordinator_address", None,
+                                "HOST:PORT of process 0's coordinator: a multi-process run "
+                                "(with --num_processes and --process_id).")
+  count = flags.DEFINE_integer("num_processes", None, "Processes of a multi-process run.")
+  index = flags.DEFINE_integer("process_id", None, "This process's index, 0..num_processes-1.")
+  mode = flags.DEFINE_enum("distributed", "off", ["off", "auto"],
+                           "auto: jax.distributed.initialize() with no arguments (the cluster "
+                           "auto-detected: SLURM, Open MPI, TPU pods, ...).")
+  timeout = flags.DEFINE_integer("distributed_timeout", 300,
+                                 "Seconds to wait for the coordinator and every process.")
+  return lambda: {"coordinator_address": address.value, "num_processes": count.value,
+                  "process_id": index.value, "auto": mode.value == "auto",
+                  "timeout_s": timeout.value}
 
 
 def define_run_flags():
@@ -109,8 +150,8 @@ def define_run_flags():
 
 
 def define_experiment(config_name: str, default_workdir: str):
-  """Defines --config (with ':tokens'), --workdir, --resume, --dry_run and --verbose;
-  returns the absl main."""
+  """Defines --config (with ':tokens'), --workdir, --resume, --dry_run, --verbose and the
+  multi-process flags (`define_cluster_flags`); returns the absl main."""
   config = config_flags.DEFINE_config_file("config", config_path(config_name),
                                            "Config file, optionally with ':tokens'.")
   workdir = flags.DEFINE_string("workdir", default_workdir, "Run folder.")
@@ -118,10 +159,12 @@ def define_experiment(config_name: str, default_workdir: str):
                              "β-VAE and baselines: continue from the last checkpoint in "
                              "workdir (GEM runs always pick up where they stopped).")
   dry_run, verbose = define_run_flags()
+  cluster = define_cluster_flags()
 
   def main(argv):
     del argv
     setup_logging()
-    run_experiment(config.value, workdir.value, resume.value, dry_run.value, verbose.value)
+    run_experiment(config.value, workdir.value, resume.value, dry_run.value, verbose.value,
+                   cluster())
 
   return main

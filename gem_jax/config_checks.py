@@ -208,7 +208,7 @@ def is_two_stage(config) -> bool:
 
 def device_count(config, num_devices: int | None = None) -> tuple[int, list[str]]:
   """(devices the run trains on, problems): num_devices if given, else
-  config.train.num_devices, where 0 means all local devices."""
+  config.train.num_devices (0: all local devices) on each of the run's processes."""
   if num_devices is not None:
     return num_devices, []
   local = jax.local_device_count()
@@ -218,7 +218,7 @@ def device_count(config, num_devices: int | None = None) -> tuple[int, list[str]
   if wanted > local:
     return local, [problem("train.num_devices", wanted,
                            f"must be at most the {local} local devices (0: all of them)")]
-  return wanted or local, []
+  return (wanted or local) * jax.process_count(), []
 
 
 def _batch_problems(config, keys, devices: int) -> list[str]:

@@ -1,10 +1,13 @@
-"""tfds + tf.data input pipeline: deterministic, resumable, sharded per device.
+"""tfds + tf.data input pipeline: deterministic, resumable, sharded per device and process.
 
 Batches come out as numpy dicts: 'image' uint8 [num_devices, per_device_batch, H, W, 3] and,
 when a label key is given, 'labels' [num_devices, per_device_batch, ...] (that feature).
 The order of examples is a pure function of (seed, step): each epoch is shuffled with a
 seed derived from (seed, epoch), so a run resumed at step s sees exactly the batches it
-would have seen, at the cost of skipping less than one epoch of examples.
+would have seen, at the cost of skipping less than one epoch of examples. In a multi-process
+run every process reads the same global stream and keeps its own rows of each global batch
+(process p: rows p * B / P .. (p + 1) * B / P), so the global batch, and with it the update,
+does not depend on how many processes share it; each process decodes the whole split.
 """
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ def make_train_iterator(data_config, *, global_batch: int, num_devices: int, see
   Args:
     data_config: config.data (name, config, data_dir, split, shuffle_buffer).
     global_batch: examples per step over all processes; must divide by the device count.
-    num_devices: local devices the batch is split over.
+    num_devices: local devices this process's rows of the global batch are split over.
     seed: shuffle seed.
     start_step: steps already taken (for resume): the stream starts where it left off.
     label_key: a feature of the data set (e.g. 'attributes') to feed as 'labels'; None: images
@@ -57,10 +60,10 @@ def make_train_iterator(data_config, *, global_batch: int, num_devices: int, see
     {'image': uint8 [num_devices, per_device_batch, H, W, 3]} and, with a label key,
     'labels' [num_devices, per_device_batch, *label_shape] in the feature's dtype.
   """
-  process_batch = global_batch // jax.process_count()
-  if global_batch % (jax.process_count() * num_devices):
+  processes, index = jax.process_count(), jax.process_index()
+  if global_batch % (processes * num_devices):
     raise ValueError(f"batch size {global_batch} does not divide over "
-                     f"{jax.process_count() * num_devices} devices")
+                     f"{processes * num_devices} devices")
   tf, tfds = tensorflow(), tensorflow_datasets()
   builder = get_builder(data_config)
   _check_image_spec(builder, image_size)
@@ -68,14 +71,12 @@ def make_train_iterator(data_config, *, global_batch: int, num_devices: int, see
   if label_key:
     _check_label_key(builder, label_key)
     keys["labels"] = label_key
-  split = tfds.split_for_jax_process(data_config.split, drop_remainder=True)
-  base = builder.as_dataset(split=split, shuffle_files=False)
+  base = builder.as_dataset(split=data_config.split, shuffle_files=False)
   base = base.map(lambda ex: {out: ex[key] for out, key in keys.items()},
                   num_parallel_calls=tf.data.AUTOTUNE)
   base = base.cache()
   epoch_size = int(base.cardinality().numpy())
-  consumed = start_step * process_batch
-  start_epoch, skip = divmod(consumed, epoch_size)
+  start_epoch, skip = divmod(start_step * global_batch, epoch_size)
   buffer = min(data_config.shuffle_buffer, epoch_size)
 
   def epoch(e):
@@ -83,9 +84,11 @@ def make_train_iterator(data_config, *, global_batch: int, num_devices: int, see
                         reshuffle_each_iteration=False)
 
   ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch)
-  ds = ds.skip(skip).batch(process_batch, drop_remainder=True)
+  ds = ds.skip(skip).batch(global_batch, drop_remainder=True)
+  process_batch = global_batch // processes
   per_device = process_batch // num_devices
-  ds = ds.map(lambda b: {k: tf.reshape(v, (num_devices, per_device, *v.shape[1:]))
+  rows = slice(index * process_batch, (index + 1) * process_batch)
+  ds = ds.map(lambda b: {k: tf.reshape(v[rows], (num_devices, per_device, *v.shape[1:]))
                          for k, v in b.items()})
   return iter(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)))
 

@@ -14,9 +14,9 @@ from gem_jax.data import load_examples, make_train_iterator
 from gem_jax.data.pipeline import split_size
 from gem_jax.files import atomic_write_json
 from gem_jax.plots import save_image
-from gem_jax.train import checkpoints
+from gem_jax.train import checkpoints, distributed
 from gem_jax.train.checkpoints import MODEL_KIND
-from gem_jax.train.metric_writer import MetricWriter
+from gem_jax.train.metric_writer import MetricWriter, NullWriter
 from gem_jax.train.run_lock import run_lock
 from gem_jax.train.samples import sample_grid
 from gem_jax.train.state import TrainState, create_train_state
@@ -32,13 +32,18 @@ class RunExistsError(FileExistsError):
   """The workdir already holds checkpoints and --resume was not given."""
 
 
-def _devices(train_config) -> list[jax.Device]:
-  devices = jax.local_devices()
-  wanted = train_config.num_devices or len(devices)
-  if wanted > len(devices):
-    raise ValueError(f"config.train.num_devices={wanted} but only {len(devices)} local "
-                     "devices exist")
-  return devices[:wanted]
+def training_devices(train_config) -> list[jax.Device]:
+  """The devices the pmapped step spans: config.train.num_devices (0: all) local devices of
+  every process, ordered by (process, local device); the same list on every process."""
+  local = jax.local_device_count()
+  wanted = train_config.num_devices or local
+  if wanted > local:
+    raise ValueError(f"config.train.num_devices={wanted} but only {local} local devices exist")
+  ordered = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+  by_process = {}
+  for d in ordered:
+    by_process.setdefault(d.process_index, []).append(d)
+  return [d for group in by_process.values() for d in group[:wanted]]
 
 
 def checkpoint_meta(config, extra: dict | None = None) -> dict:
@@ -76,7 +81,11 @@ def _open_or_resume(config, workdir: Path, resume: bool, state: TrainState, mana
   restored, _ = checkpoints.restore_state(manager.directory, state,
                                           expected_meta={"kind": MODEL_KIND,
                                                          "model": config.model.to_dict()})
-  checkpoints.set_aside_newer(manager, int(restored.step))
+  distributed.barrier("gem_jax: restored")  # every process has read before any folder moves
+  if distributed.is_main():
+    checkpoints.set_aside_newer(manager, int(restored.step))
+  distributed.barrier("gem_jax: set aside")
+  manager.reload()
   logging.info("resumed %s at step %d", workdir, int(restored.step))
   return restored
 
@@ -92,6 +101,8 @@ def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
   damaged_checkpoints/ when a resume skipped a damaged step). resume: continue from the newest
   checkpoint that reads; without it a workdir holding checkpoints is a RunExistsError. The run
   holds <workdir>/.run.lock throughout (a second run on it is a RunLockedError at once).
+  Multi-process (`gem_jax.train.distributed`): every process calls this with the same
+  arguments; process 0 writes all but the checkpoints, which all processes save together.
   """
   with run_lock(workdir):
     return _train(resolve_config(config), Path(workdir), resume, graph, vae_params, extra_meta)
@@ -106,23 +117,27 @@ def _train(config, workdir: Path, resume: bool, graph, vae_params, extra_meta) -
   state = _open_or_resume(config, workdir, resume,
                           create_train_state(config, graph, vae_params, cfg.objective),
                           manager)
-  atomic_write_json(workdir / "config.json", config.to_dict())
-  devices = _devices(config.train)
+  main = distributed.is_main()  # process 0 writes everything but the checkpoints
+  if main:
+    atomic_write_json(workdir / "config.json", config.to_dict())
+  devices = training_devices(config.train)
   step_fn = make_pmapped_step(config, devices, cfg)
   start = int(state.step)
   batches = make_train_iterator(config.data, global_batch=config.train.batch_size,
-                                num_devices=len(devices), seed=config.seed,
+                                num_devices=len(devices) // jax.process_count(),
+                                seed=config.seed,
                                 start_step=start, image_size=config.model.image_size,
                                 label_key=config.data.get("label_key"))
-  fixed = _fixed_images(config)
-  writer = MetricWriter(workdir, resume_step=start)
+  fixed = _fixed_images(config) if main else None
+  writer = MetricWriter(workdir, resume_step=start) if main else NullWriter()
   meta = checkpoint_meta(config, extra_meta)
   rstate = replicate(state, devices)
   pending = None
   t0, last_log_step = time.perf_counter(), start
   try:
     for step in tqdm(range(start + 1, config.train.num_steps + 1), initial=start,
-                     total=config.train.num_steps, desc="train", unit="step"):
+                     total=config.train.num_steps, desc="train", unit="step",
+                     disable=not main):
       rstate, metrics = step_fn(rstate, next(batches))
       if pending is not None:
         _check_finite(pending, step - 1, manager)
@@ -134,10 +149,8 @@ def _train(config, workdir: Path, resume: bool, graph, vae_params, extra_meta) -
         scalars["images_per_s"] = (step - last_log_step) * config.train.batch_size / elapsed
         writer.write_scalars(step, scalars)
         t0, last_log_step = time.perf_counter(), step
-      if step % config.train.sample_every == 0 or step == config.train.num_steps:
-        grid = sample_grid(config, cfg.objective, unreplicate(rstate), fixed, config.seed)
-        save_image(workdir / "samples" / f"step_{step:07d}.png", grid)
-        writer.write_image(step, "samples", grid)
+      if main and (step % config.train.sample_every == 0 or step == config.train.num_steps):
+        _write_samples(config, cfg, unreplicate(rstate), fixed, workdir, step, writer)
       if step % config.train.checkpoint_every == 0 or step == config.train.num_steps:
         _check_finite(pending, step, manager)
         checkpoints.save(manager, step, unreplicate(rstate), meta,
@@ -146,6 +159,14 @@ def _train(config, workdir: Path, resume: bool, graph, vae_params, extra_meta) -
     manager.wait_until_finished()
     writer.close()
   return unreplicate(rstate)
+
+
+def _write_samples(config, cfg: StepConfig, state: TrainState, fixed: np.ndarray,
+                   workdir: Path, step: int, writer: MetricWriter) -> None:
+  """samples/step_<step>.png and its TensorBoard image: the grid of `sample_grid`."""
+  grid = sample_grid(config, cfg.objective, state, fixed, config.seed)
+  save_image(workdir / "samples" / f"step_{step:07d}.png", grid)
+  writer.write_image(step, "samples", grid)
 
 
 def _check_finite(metrics, step: int, manager) -> None:

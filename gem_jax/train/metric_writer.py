@@ -67,3 +67,17 @@ class MetricWriter:
   def close(self) -> None:
     self._file.close()
     self._summary.close()
+
+
+class NullWriter:
+  """MetricWriter's interface, writing nothing: the processes of a multi-host run but the
+  first."""
+
+  def write_scalars(self, step: int, scalars: dict) -> None:
+    del step, scalars
+
+  def write_image(self, step: int, name: str, image: np.ndarray) -> None:
+    del step, name, image
+
+  def close(self) -> None:
+    pass

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-import jax
+from gem_jax.train.distributed import is_main, main_first
 
 __all__ = ["LOCK_NAME", "RunLockedError", "run_lock"]
 
@@ -82,15 +82,21 @@ def _acquire(path: Path) -> None:
 
 @contextlib.contextmanager
 def run_lock(workdir: str | Path):
-  """Holds <workdir>/.run.lock for the duration of the block (see the module docstring)."""
-  if jax.process_index() != 0:
-    yield
-    return
+  """Holds <workdir>/.run.lock for the duration of the block (see the module docstring). In a
+  multi-process run process 0 takes it; when it cannot, every process stops (a RunLockedError
+  on process 0, a DistributedError naming the lock on the others)."""
   workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
   path = workdir / LOCK_NAME
-  _acquire(path)
+  main = is_main()
+
+  def take():
+    if main:
+      workdir.mkdir(parents=True, exist_ok=True)
+      _acquire(path)
+
+  main_first(take, f"to take the run lock {path}")
   try:
     yield
   finally:
-    path.unlink(missing_ok=True)
+    if main:
+      path.unlink(missing_ok=True)

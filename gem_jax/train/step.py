@@ -68,11 +68,13 @@ class StepConfig:
 
 
 def replicate(tree, devices: Sequence[jax.Device]):
-  """Stacks one copy of `tree` per device, laid out exactly as the pmapped step returns its
-  outputs (mesh axis AXIS), so the step compiles once rather than again on its second call."""
-  mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
+  """Stacks one copy of `tree` per local device of `devices` (this process's share of the
+  pmapped step's devices), laid out exactly as the pmapped step returns its outputs (mesh axis
+  AXIS), so the step compiles once rather than again on its second call."""
+  local = [d for d in devices if d.process_index == jax.process_index()]
+  mesh = jax.sharding.Mesh(np.asarray(local), (AXIS,))
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
-  stack = lambda x: np.stack([np.asarray(x)] * len(devices))
+  stack = lambda x: np.stack([np.asarray(x)] * len(local))
   return jax.device_put(jax.tree.map(stack, tree), sharding)
 
 
@@ -93,6 +95,9 @@ def example_noise(key: jax.Array, global_index: jax.Array, latent_dim: int) -> j
 
 
 def _global_index(per_device_batch: int) -> jax.Array:
+  """int32 [b]: the global batch rows of this device's share. The axis spans every process's
+  devices, ordered by (process, local device) as `gem_jax.data.make_train_iterator` assigns
+  rows, so the index does not depend on how many processes share the batch."""
   return jax.lax.axis_index(AXIS) * per_device_batch + jnp.arange(per_device_batch)
 
 
@@ -211,12 +216,13 @@ def train_step(state: TrainState, batch: dict, *, vae: VAE, graph_module, disc, 
 
 def make_pmapped_step(config, devices: Sequence[jax.Device] | None = None,
                       cfg: StepConfig | None = None) -> Callable:
-  """jit + pmap of `train_step` over `devices` (default: all local devices).
+  """jit + pmap of `train_step` over `devices` (default: all devices of every process; in a
+  multi-process run each process passes the same global list, `training_devices`).
 
-  The returned function takes a replicated state and a batch {'image': uint8 [num_devices,
-  per_device_batch, H, W, 3]} (DEAR: also 'labels' [num_devices, per_device_batch, k]) and
-  returns (state, metrics), both replicated. cfg: the run's StepConfig when the caller has
-  built it already (default: from config).
+  The returned function takes a replicated state and a batch {'image': uint8 [local_devices,
+  per_device_batch, H, W, 3]} (DEAR: also 'labels' [local_devices, per_device_batch, k]) and
+  returns (state, metrics), both replicated over this process's devices. cfg: the run's
+  StepConfig when the caller has built it already (default: from config).
   """
   mc = config.model
   cfg = cfg or StepConfig.from_config(config)

@@ -1,0 +1,183 @@
+"""Multi-host training on CPU: 2 processes x 1 device (jax.distributed, gloo collectives on
+127.0.0.1) against 1 process x 2 devices, a kill-all-then-resume, and the launch errors."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import synthetic_gem
+from gem_jax.data.registry import get_builder
+from gem_jax.train import checkpoints, train_and_evaluate
+
+
+def _has_gloo() -> bool:
+  try:
+    from jax._src.lib import _jax
+  except ImportError:
+    return False
+  return hasattr(_jax, "make_gloo_tcp_collectives")
+
+
+pytestmark = [pytest.mark.slow,  # several processes each train a tiny model
+              pytest.mark.skipif(not _has_gloo(), reason="this jaxlib has no gloo CPU "
+                                 "collectives, which multi-process runs on CPU need")]
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = "tiny,beta_vae"
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _launch(tfds_dir, workdir, *args, num_processes=2, ids=None, port=None):
+  """Starts `experiments.synthetic_gem` as processes `ids` (default all) of a run of
+  num_processes, one CPU device each; returns [(Popen, log path)]."""
+  port = port or _free_port()
+  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  common = [f"--config=experiments/configs/synthetic_gem.py:{CONFIG}",
+            f"--config.data.data_dir={tfds_dir}", f"--workdir={workdir}",
+            "--config.train.sample_every=1000", f"--coordinator_address=127.0.0.1:{port}",
+            f"--num_processes={num_processes}", *args]
+  out = []
+  for i in range(num_processes) if ids is None else ids:
+    log = workdir.parent / f"{workdir.name}_{port}_{i}.log"
+    with open(log, "w") as f:
+      out.append((subprocess.Popen([sys.executable, "-m", "experiments.synthetic_gem",
+                                    *common, f"--process_id={i}"], cwd=ROOT, env=env,
+                                   stdout=f, stderr=subprocess.STDOUT), log))
+  return out
+
+
+def _finish(procs, timeout=400) -> list[str]:
+  """Waits for the processes; returns their last output lines; fails on a nonzero status."""
+  tails = []
+  for proc, log in procs:
+    try:
+      proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+      for p, _ in procs:
+        p.kill()
+      pytest.fail(f"{log} did not finish: {log.read_text()[-2000:]}")
+    tails.append(log.read_text()[-3000:])
+    assert proc.returncode == 0, tails[-1]
+  return tails
+
+
+def _assert_same_state(dir_a, dir_b):
+  a, _ = checkpoints.restore_raw(dir_a)
+  b, _ = checkpoints.restore_raw(dir_b)
+  assert int(a["step"]) == int(b["step"])
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(leaves_a) == len(leaves_b)
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+
+
+def _reference(tfds_dir, workdir, num_steps):
+  """1 process x 2 devices (conftest), in this process: the same global batches."""
+  config = synthetic_gem.get_config(CONFIG)
+  config.data.data_dir = tfds_dir
+  config.train.num_steps = num_steps
+  config.train.sample_every = 1000
+  assert jax.local_device_count() == 2, "conftest sets two host devices"
+  train_and_evaluate(config, workdir)
+  return workdir
+
+
+def _data_config(tfds_dir):
+  config = synthetic_gem.get_config(CONFIG)
+  config.data.data_dir = tfds_dir
+  return config.data
+
+
+@pytest.fixture(scope="module")
+def prepared(tfds_dir):
+  """synthetic_faces/tiny rendered once, before processes read it."""
+  get_builder(_data_config(tfds_dir))
+  return tfds_dir
+
+
+def test_two_processes_match_one_process_with_two_devices(prepared, tmp_path):
+  reference = _reference(prepared, tmp_path / "one", num_steps=6)
+  _finish(_launch(prepared, tmp_path / "two"))
+  _assert_same_state(reference, tmp_path / "two")
+  two = tmp_path / "two"
+  lines = (two / "metrics.jsonl").read_text().splitlines()
+  assert len(lines) == 3, "process 0 alone writes the metrics (steps 2, 4, 6)"
+  assert (two / "config.json").exists() and not (two / ".run.lock").exists()
+
+
+def test_kill_all_processes_then_resume(prepared, tmp_path):
+  """Both processes killed after the first checkpoint; rerun with --resume, both reach the
+  parameters of an uninterrupted 1 process x 2 devices run."""
+  run = tmp_path / "run"
+  procs = _launch(prepared, run, "--config.train.checkpoint_every=2",
+                  "--config.train.num_steps=100000")
+  ckpt, deadline = run / "checkpoints", time.time() + 300
+  while time.time() < deadline and not checkpoints.saved_steps(ckpt):
+    assert all(p.poll() is None for p, _ in procs), [log.read_text()[-2000:]
+                                                      for _, log in procs]
+    time.sleep(0.5)
+  time.sleep(1.0)
+  for proc, _ in procs:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  saved = max(checkpoints.saved_steps(ckpt))
+  assert saved >= 2
+  _finish(_launch(prepared, run, "--config.train.checkpoint_every=2",
+                  f"--config.train.num_steps={saved + 2}", "--resume"))
+  _assert_same_state(_reference(prepared, tmp_path / "one", num_steps=saved + 2), run)
+
+
+def test_unreachable_coordinator_is_one_clear_error(prepared, tmp_path):
+  port = _free_port()
+  procs = _launch(prepared, tmp_path / "run", "--distributed_timeout=3", ids=[1], port=port)
+  proc, log = procs[0]
+  proc.wait(timeout=120)
+  text = log.read_text()
+  assert proc.returncode == 1, text[-2000:]
+  assert f"error: cannot reach the coordinator at 127.0.0.1:{port} within 3 s" in text
+  assert "Traceback" not in text
+
+
+def test_processes_that_disagree_on_their_count_stop_with_one_clear_error(prepared, tmp_path):
+  port = _free_port()
+  procs = (_launch(prepared, tmp_path / "run", "--distributed_timeout=60", ids=[0], port=port)
+           + _launch(prepared, tmp_path / "run", "--distributed_timeout=60", ids=[1],
+                     port=port, num_processes=3))
+  for proc, log in procs:
+    proc.wait(timeout=180)
+    text = log.read_text()
+    assert proc.returncode == 1, text[-2000:]
+    assert ("error: the processes disagree on --num_processes (process 0: 2, process 1: 3)"
+            in text)
+    assert "Traceback" not in text
+
+
+def test_a_locked_workdir_stops_every_process(prepared, tmp_path):
+  """Process 0 cannot take the run lock (this live test process holds it): it reports the lock,
+  and process 1 stops too instead of waiting for it."""
+  run = tmp_path / "run"
+  run.mkdir()
+  (run / ".run.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                             "started": "now", "argv": ["test"]}))
+  texts = []
+  for proc, log in _launch(prepared, run, "--distributed_timeout=60"):
+    proc.wait(timeout=300)
+    texts.append(log.read_text())
+    assert proc.returncode == 1, texts[-1][-2000:]
+    assert "Traceback" not in texts[-1]
+  assert f"error: {run} is in use by another run" in texts[0]
+  assert f"error: process 0 failed to take the run lock {run / '.run.lock'}" in texts[1]
