@@ -219,7 +219,7 @@ def run_shared_stages(config, root: str | Path) -> Stage4Start:
   examples = load_examples(config.data, config.data.split, config.gem.num_scored_images)
   scores_dir = root / "scores"
   scored = check_stage(scores_dir, "scoring", scoring_values(config), {},
-                       has_outputs=(scores_dir / "scores.npy").exists())
+                       has_outputs=(scores_dir / "scores.npy").exists(), redo_incomplete=True)
   with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
     scoring = None
     if not scored and config.gem.scorer.backend in REMOTE_BACKENDS:

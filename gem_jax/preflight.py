@@ -9,7 +9,7 @@
    for GEM, the config.gem.num_scored_images images to score; the evaluation split holds the
    SAMPLE_IMAGES images of the sample grids; its images are config.model.image_size pixels
    wide. Every shortfall is one line of a ConfigError.
-2. GEM's scorer (`check_scorer`), unless <workdir>/scores/scores.npy already holds the scores:
+2. GEM's scorer (`check_scorer`), unless <workdir>/scores/ already holds complete scores:
    the oracle needs labels for every attribute, replay its file; openai and gemini are built
    (ScorerAuthError naming the key's environment variable when it is unset) and their endpoint
    must answer one models-list request (`gem_jax.scorers.list_models`: no image, no tokens;
@@ -19,6 +19,7 @@ Nothing is written; the returned lines say what was found.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -33,11 +34,17 @@ from gem_jax.scoring import (
   estimate_request_cost,
   parse_attribute_list,
 )
+from gem_jax.stages import RECORD
 
 __all__ = ["SAMPLE_IMAGES", "check_data", "check_scorer", "preflight", "split_problems"]
 
 SAMPLE_IMAGES = 8  # evaluation images of the sample grids (gem_jax/train/loop.py, _fixed_images)
 SCORES_FILE = Path("scores") / "scores.npy"  # a GEM run's scores (gem_jax/gem_pipeline.py)
+
+
+def _read_record(path: Path) -> dict:
+  """A stage record (gem_jax/stages.py), {} when there is none."""
+  return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _sizes_text(survey: DataSurvey) -> str:
@@ -152,7 +159,8 @@ def _probe(config) -> list[str]:
 def check_scorer(config, workdir, dry_run: bool = False) -> list[str]:
   """GEM's scorer can score (module docstring); lines saying what was checked."""
   scores = Path(workdir) / SCORES_FILE
-  if scores.exists():
+  record = _read_record(scores.parent / RECORD)
+  if scores.exists() and record.get("complete", True):  # no record: written before records
     return [f"scorer: not needed, the scores in {scores} are reused"]
   attributes = parse_attribute_list(config.gem.attributes)
   if config.gem.scorer.backend not in REMOTE_BACKENDS:

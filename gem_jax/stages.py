@@ -53,9 +53,13 @@ def _changes(saved: dict, now: dict, kind: str) -> list[str]:
 
 
 def check_stage(stage_dir: str | Path, name: str, config: dict, inputs: dict,
-                has_outputs: bool) -> bool:
+                has_outputs: bool, redo_incomplete: bool = False) -> bool:
   """True when `stage_dir` holds this stage, complete and made by `config` and `inputs`;
   False when it must be (re)done (nothing there yet, or incomplete).
+
+  redo_incomplete: an incomplete stage made by other settings is redone from scratch instead
+  of refused (for stages that recompute everything, e.g. scoring through its answer cache;
+  never for training, which would resume the old settings' checkpoints).
 
   Raises:
     StageMismatchError: the saved record names other config values or inputs (each change
@@ -71,6 +75,10 @@ def check_stage(stage_dir: str | Path, name: str, config: dict, inputs: dict,
   saved = json.loads(path.read_text())
   changes = (_changes(saved.get("config", {}), config, "config")
              + _changes(saved.get("inputs", {}), inputs, "input"))
+  if changes and redo_incomplete and not saved.get("complete"):
+    logging.info("%s: redoing the incomplete %s stage with new settings (%s)", stage_dir,
+                 name, "; ".join(changes))
+    return False
   if changes:
     raise StageMismatchError(
         f"the {name} stage in {stage_dir} was made by other settings than this run's:\n  "

@@ -140,3 +140,23 @@ def test_scoring_with_too_few_valid_answers_fails_and_is_redone(tfds_dir, tmp_pa
     gem_pipeline.run_shared_stages(config, tmp_path)
   assert calls == [1]
   assert json.loads((tmp_path / "scores" / "stage.json").read_text())["complete"] is True
+
+
+def test_incomplete_scoring_is_redone_with_new_settings_complete_is_refused(tfds_dir, tmp_path,
+                                                                              monkeypatch):
+  config = synthetic_gem.get_config("tiny,gem")
+  config.data.data_dir = tfds_dir
+  real = gem_pipeline.run_scoring
+  monkeypatch.setattr(gem_pipeline, "run_warmup", lambda *a: None)
+  monkeypatch.setattr(gem_pipeline, "run_scoring", lambda *a: np.full((64, 6), -1, np.int32))
+  with pytest.raises(gem_pipeline.ScoringIncompleteError, match="0 of 64 images"):
+    gem_pipeline.run_shared_stages(config, tmp_path)
+  config.gem.scorer.accuracy = 0.5  # e.g. a local server's new port: the stage is redone
+  monkeypatch.setattr(gem_pipeline, "run_scoring", real)
+  with pytest.raises(CheckpointError):  # scoring redone; the skipped warm-up is then missing
+    gem_pipeline.run_shared_stages(config, tmp_path)
+  saved = json.loads((tmp_path / "scores" / "stage.json").read_text())
+  assert (saved["complete"], saved["config"]["gem.scorer.accuracy"]) == (True, 0.5)
+  config.gem.scorer.accuracy = 0.7  # a complete stage is never silently redone
+  with pytest.raises(gem_pipeline.StageMismatchError, match="gem.scorer.accuracy: 0.5 -> 0.7"):
+    gem_pipeline.run_shared_stages(config, tmp_path)

@@ -1,6 +1,5 @@
 """Multi-host training on CPU: 2 processes x 1 device (jax.distributed, gloo collectives on
 127.0.0.1) against 1 process x 2 devices, a kill-all-then-resume, and the launch errors."""
-import json
 import os
 import signal
 import socket
@@ -16,6 +15,7 @@ import pytest
 from experiments.configs import synthetic_gem
 from gem_jax.data.registry import get_builder
 from gem_jax.train import checkpoints, train_and_evaluate
+from gem_jax.train.run_lock import run_lock
 
 
 def _has_gloo() -> bool:
@@ -170,14 +170,12 @@ def test_a_locked_workdir_stops_every_process(prepared, tmp_path):
   """Process 0 cannot take the run lock (this live test process holds it): it reports the lock,
   and process 1 stops too instead of waiting for it."""
   run = tmp_path / "run"
-  run.mkdir()
-  (run / ".run.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                             "started": "now", "argv": ["test"]}))
   texts = []
-  for proc, log in _launch(prepared, run, "--distributed_timeout=60"):
-    proc.wait(timeout=300)
-    texts.append(log.read_text())
-    assert proc.returncode == 1, texts[-1][-2000:]
-    assert "Traceback" not in texts[-1]
+  with run_lock(run):
+    for proc, log in _launch(prepared, run, "--distributed_timeout=60"):
+      proc.wait(timeout=300)
+      texts.append(log.read_text())
+      assert proc.returncode == 1, texts[-1][-2000:]
+      assert "Traceback" not in texts[-1]
   assert f"error: {run} is in use by another run" in texts[0]
   assert f"error: process 0 failed to take the run lock {run / '.run.lock'}" in texts[1]

@@ -242,6 +242,10 @@ def test_saved_scores_need_no_scorer(tmp_path, monkeypatch):
   lines = preflight(tiny(tmp_path, gem__scorer__backend="openai"), tmp_path / "run")
   assert lines[1] == (f"scorer: not needed, the scores in {tmp_path}/run/scores/scores.npy are "
                       "reused")
+  # Scores of an incomplete scoring stage are not reused: the scorer is checked again.
+  (tmp_path / "run" / "scores" / "stage.json").write_text('{"complete": false}')
+  with pytest.raises(ScorerAuthError, match="OPENAI_API_KEY"):
+    preflight(tiny(tmp_path, gem__scorer__backend="openai"), tmp_path / "run")
 
 
 def test_a_run_without_scoring_does_not_check_the_scorer(tmp_path, monkeypatch):

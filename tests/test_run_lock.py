@@ -1,15 +1,17 @@
 """One run per folder (gem_jax/train/run_lock.py) and atomic writes (gem_jax/files.py)."""
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
 
 from gem_jax import files
-from gem_jax.train.run_lock import LOCK_NAME, RunLockedError, run_lock
+from gem_jax.train.run_lock import LOCK_NAME, RunLockedError, _acquire, _release, run_lock
 
 
 def test_lock_is_held_for_the_block_and_released(tmp_path):
@@ -19,37 +21,67 @@ def test_lock_is_held_for_the_block_and_released(tmp_path):
   assert not (tmp_path / LOCK_NAME).exists()
 
 
-def test_a_second_run_on_the_folder_stops_naming_the_first(tmp_path):
-  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+HOLD = ("import sys, time\n"
+        "from gem_jax.train.run_lock import run_lock\n"
+        "with run_lock(sys.argv[1]):\n"
+        "  print('held', flush=True)\n"
+        "  time.sleep(60)\n")
+
+
+@contextlib.contextmanager
+def _held_by_another_process(workdir):
+  """A live process holding the run lock on workdir (started with argv [-c, workdir])."""
+  holder = subprocess.Popen([sys.executable, "-c", HOLD, str(workdir)], stdout=subprocess.PIPE,
+                            text=True)
   try:
-    (tmp_path / LOCK_NAME).write_text(json.dumps(
-        {"host": socket.gethostname(), "pid": holder.pid, "started": "then",
-         "argv": ["train", "--workdir", "x"]}))
-    with pytest.raises(RunLockedError, match=rf"in use by another run .*process {holder.pid}"
-                       r".*train --workdir x.*delete .*\.run\.lock"):
-      with run_lock(tmp_path):
-        pass
-    assert (tmp_path / LOCK_NAME).exists()  # the other run's lock is left alone
+    assert holder.stdout.readline().strip() == "held"
+    yield holder
   finally:
     holder.kill()
     holder.wait()
 
 
-def test_a_stale_lock_of_a_dead_process_is_replaced(tmp_path, caplog):
-  dead = subprocess.Popen([sys.executable, "-c", "pass"])
-  dead.wait()
-  (tmp_path / LOCK_NAME).write_text(json.dumps({"host": socket.gethostname(),
-                                                "pid": dead.pid}))
+def test_a_second_run_on_the_folder_stops_naming_the_first(tmp_path):
+  with _held_by_another_process(tmp_path) as holder:
+    with pytest.raises(RunLockedError, match=rf"in use by another run .*process {holder.pid}"
+                       r".*Wait for it or choose another --workdir"):
+      with run_lock(tmp_path):
+        pass
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == holder.pid
+
+
+def test_a_killed_holder_never_blocks_the_next_run(tmp_path, caplog):
+  with _held_by_another_process(tmp_path) as holder:
+    pass  # killed: its lock file stays, its lock goes with the process
+  assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == holder.pid
   with run_lock(tmp_path):
     assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
-  assert "stale run lock" in caplog.text
+  assert f"left by process {holder.pid}" in caplog.text
 
 
-def test_a_lock_from_another_host_is_not_taken(tmp_path):
-  (tmp_path / LOCK_NAME).write_text(json.dumps({"host": "elsewhere", "pid": 1}))
-  with pytest.raises(RunLockedError, match="host elsewhere"):
-    with run_lock(tmp_path):
-      pass
+def test_two_runs_over_a_left_lock_never_both_take_it(tmp_path):
+  """The race of two runs restarting after a crash: at most one holder, every time."""
+  path = tmp_path / LOCK_NAME
+  both = 0
+  for _ in range(100):
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": 1}))
+    start, taken = threading.Barrier(2), []
+
+    def attempt():
+      start.wait()
+      try:
+        taken.append(_acquire(path))
+      except RunLockedError:
+        pass
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for t in threads:
+      t.start()
+    for t in threads:
+      t.join()
+    both += len(taken) == 2
+    for fd in taken:
+      _release(path, fd)
+  assert both == 0
 
 
 def test_the_lock_is_released_when_the_run_fails(tmp_path):
@@ -78,15 +110,11 @@ def test_atomic_writes_leave_the_old_file_on_error(tmp_path):
 
 @pytest.fixture()
 def held_by_another_process(tmp_path):
-  """A lock on tmp_path / 'run' held by a live process."""
-  holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+  """tmp_path / 'run', its lock held by a live process."""
   run = tmp_path / "run"
   run.mkdir()
-  (run / LOCK_NAME).write_text(json.dumps({"host": socket.gethostname(), "pid": holder.pid,
-                                           "started": "then", "argv": ["first"]}))
-  yield run
-  holder.kill()
-  holder.wait()
+  with _held_by_another_process(run):
+    yield run
 
 
 def test_training_on_a_locked_workdir_stops_before_writing(tiny_config, held_by_another_process):

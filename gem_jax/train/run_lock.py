@@ -1,18 +1,21 @@
-"""One run per folder: a lock file naming the host and process that holds it.
+"""One run per folder: an exclusive lock on `<workdir>/.run.lock`, naming the holder.
 
-    with run_lock(workdir):   # RunLockedError at once if another live run holds workdir
+    with run_lock(workdir):   # RunLockedError at once if another run holds workdir
       ...
 
-The lock is `<workdir>/.run.lock` (JSON: host, pid, start time, command line), created with
-O_EXCL so that two processes cannot both take it. A lock left by a process that is gone (same
-host, PID not alive) is stale: it is replaced with a warning. A lock held by another host
-cannot be checked from here; the error says which file to delete if that run is over. Stages
-lock their own folders (the pipeline its root, training its run folder), never one twice. In a
-multi-host run only process 0 takes the lock: the processes are one run.
+The lock is an flock(2) on the file, which records the holder (JSON: host, PID, start time,
+command line) for the error message. The kernel drops the lock when its process ends, however it
+ends, so a crashed run never blocks the next one and two runs restarting together after a crash
+cannot both take it (the file's contents are only a record; a file left by a crashed run is
+taken over with a warning). The holder unlinks the file before it lets go, and a taker checks
+that the file it locked is still the one at the path, so a release racing a new run cannot
+leave two holders. Stages lock their own folders (the pipeline its root, training its run
+folder), never one twice. In a multi-host run process 0 takes the lock: the processes are one
+run. On a network file system the lock is as good as its flock support (NFSv4: yes).
 """
-from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -32,52 +35,60 @@ class RunLockedError(RuntimeError):
   """Another run holds the folder."""
 
 
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True
-
-
 def _read(path: Path) -> dict:
   try:
     return json.loads(path.read_text())
   except (OSError, ValueError):
-    return {}  # being written, or damaged: treated as held by an unknown run
+    return {}  # empty (being written) or damaged: an unknown holder
 
 
-def _try_create(path: Path) -> bool:
+def _same_file(path: Path, fd: int) -> bool:
+  try:
+    return os.stat(path).st_ino == os.fstat(fd).st_ino
+  except FileNotFoundError:
+    return False
+
+
+def _locked_error(path: Path) -> RunLockedError:
+  holder = _read(path)
+  return RunLockedError(
+      f"{path.parent} is in use by another run (host {holder.get('host', '?')}, process "
+      f"{holder.get('pid', '?')}, started {holder.get('started', '?')}: "
+      f"{' '.join(holder.get('argv', [])) or '?'}). Wait for it or choose another --workdir.")
+
+
+def _record(fd: int, path: Path) -> None:
+  previous = _read(path)
+  if previous:
+    logging.warning("taking over the run lock %s left by process %s on %s (that run ended "
+                    "without releasing it)", path, previous.get("pid", "?"),
+                    previous.get("host", "?"))
   record = {"host": socket.gethostname(), "pid": os.getpid(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv}
-  try:
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-  except FileExistsError:
-    return False
-  with os.fdopen(fd, "w") as f:
-    json.dump(record, f)
-  return True
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, json.dumps(record).encode(), 0)
+  os.fsync(fd)
 
 
-def _acquire(path: Path) -> None:
-  for _ in range(3):
-    if _try_create(path):
-      return
-    holder = _read(path)
-    same_host = holder.get("host") == socket.gethostname()
-    if same_host and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
-      logging.warning("removing the stale run lock %s (process %d on %s is gone)", path,
-                      holder["pid"], holder["host"])
-      path.unlink(missing_ok=True)
-      continue
-    raise RunLockedError(
-        f"{path.parent} is in use by another run (host {holder.get('host', '?')}, process "
-        f"{holder.get('pid', '?')}, started {holder.get('started', '?')}: "
-        f"{' '.join(holder.get('argv', [])) or '?'}). Wait for it, choose another --workdir, "
-        f"or, if that run is no longer alive, delete {path}.")
+def _acquire(path: Path) -> int:
+  """Takes the lock; returns the open descriptor that holds it."""
+  for _ in range(10):
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      os.close(fd)
+      raise _locked_error(path) from None
+    if _same_file(path, fd):
+      _record(fd, path)
+      return fd
+    os.close(fd)  # the holder released and removed the file meanwhile: lock the new one
   raise RunLockedError(f"could not take the run lock {path}")
+
+
+def _release(path: Path, fd: int) -> None:
+  path.unlink(missing_ok=True)  # before letting go: a waiting taker then sees a new file
+  os.close(fd)
 
 
 @contextlib.contextmanager
@@ -88,15 +99,16 @@ def run_lock(workdir: str | Path):
   workdir = Path(workdir)
   path = workdir / LOCK_NAME
   main = is_main()
+  held = []
 
   def take():
     if main:
       workdir.mkdir(parents=True, exist_ok=True)
-      _acquire(path)
+      held.append(_acquire(path))
 
   main_first(take, f"to take the run lock {path}")
   try:
     yield
   finally:
-    if main:
-      path.unlink(missing_ok=True)
+    if held:
+      _release(path, held[0])
