@@ -68,7 +68,8 @@ def _benchmark_runs(smoke: bool) -> list[tuple[str, list[str]]]:
         batches, steps = (8,) if arch == "burgess" else (2,), 2 if arch == "burgess" else 1
       else:
         batches, steps = GPU_BATCHES, 20
-      tokens = ("tiny" if arch == "burgess" else "paper_arch") if smoke else (
+      # Smoke: the tiny preset (its R1 stride 2 divides batch 2), networks on top of it.
+      tokens = ("tiny" if arch == "burgess" else "tiny,paper_arch") if smoke else (
           "" if arch == "burgess" else "paper_arch")
       for batch in batches:
         args = ["experiments.benchmark", "--model", model, "--batch_size", str(batch),

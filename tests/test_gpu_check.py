@@ -44,7 +44,7 @@ def test_cpu_smoke_mode_writes_every_key(tmp_path, tfds_dir):
             "forward_gflops_per_image", "arch"} <= set(result)
   assert record["benchmarks"]["gem/paper/b2"]["arch"] == "paper"
   torch_result = record["torch"]["b8"]
-  assert torch_result == {"error": "torch not installed"} or "images_per_s" in torch_result
+  assert torch_result.get("error") == "torch not installed" or "images_per_s" in torch_result
   assert record["input_pipeline"]["images_per_s"] > 0
   assert "error" not in record["synthetic_gem"], record["synthetic_gem"]
   assert record["synthetic_gem"]["last_metrics"]
