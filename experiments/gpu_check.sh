@@ -9,8 +9,9 @@
 # experiments.benchmark for beta_vae and gem (Burgess and paper networks, batch 32 and 256),
 # the PyTorch step of the same β-VAE network (experiments/torch_reference.py; skipped with
 # "torch not installed"), the tf.data input pipeline alone and a short synthetic_gem run.
-# About 6-9 minutes on one H100/H200-class GPU. Without a GPU, or with --cpu, it runs the
-# same steps at tiny sizes on the CPU (a few minutes on 2 cores) and installs nothing.
+# Estimated at 6-9 minutes on one H100-class GPU (not yet run on one). Without a GPU, or
+# with --cpu, it runs the same steps at tiny sizes on the CPU (3-5 minutes on 2 shared cores)
+# and installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +20,7 @@ OUT=docs/results/gpu_check.json
 for arg in "$@"; do
   case "$arg" in
     --cpu) MODE=cpu ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) OUT="$arg" ;;
   esac
 done
