@@ -20,7 +20,7 @@ OUT=docs/results/gpu_check.json
 for arg in "$@"; do
   case "$arg" in
     --cpu) MODE=cpu ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) OUT="$arg" ;;
   esac
 done
