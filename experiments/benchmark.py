@@ -4,6 +4,8 @@
     python -m experiments.benchmark --model beta_vae --upsample conv_transpose
     python -m experiments.benchmark --model somers_d
     python -m experiments.benchmark --model factor_vae --latent_dim 10 --run_tokens cpu30
+    python -m experiments.benchmark --model gem --run_tokens paper_arch --batch_size 8 --steps 3
+    python -m experiments.benchmark --model input_pipeline --batch_size 256
 
 A model is a method of METHOD_TOKENS in experiments/configs/synthetic_gem.py (vae, beta_vae,
 beta_tcvae, factor_vae, dear, gem_single, gem), built from its tokens plus --run_tokens.
@@ -12,6 +14,10 @@ A model's figure times the real pmapped train step (Adam updates included) on ra
 images after a compile warm-up; GFLOPs are XLA's cost analysis of the compiled step (summed
 over devices); peak memory is the process's peak resident set (CPU) and, on an accelerator, the
 device's peak bytes in use; seconds_per_epoch = --epoch_size / images_per_s.
+forward_gflops_per_image is XLA's cost analysis of one image's forward pass, counting a
+multiply and an add as two FLOPs: the VAE (encode, sample, decode) plus, where the method has
+one, the discriminator on one pair. `--model input_pipeline` times the tf.data train iterator
+alone (`gem_jax.data.pipeline.make_train_iterator`, the run's data config) in images/s.
 """
 import json
 import os
@@ -19,18 +25,21 @@ import resource
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
 from experiments.benchmark_relations import benchmark_somers_d
 from experiments.configs import synthetic_gem
 from experiments.configs.synthetic_gem import METHOD_TOKENS
-from gem_jax.train.state import create_train_state
+from gem_jax import objectives
+from gem_jax.data.pipeline import make_train_iterator
+from gem_jax.train.state import create_train_state, make_discriminator, make_model
 from gem_jax.train.step import make_pmapped_step, replicate
 
 _MODEL = flags.DEFINE_string("model", "beta_vae",
                              "What to time: a method's train step (see experiments/configs/"
-                             "synthetic_gem.py METHOD_TOKENS), or somers_d.")
+                             "synthetic_gem.py METHOD_TOKENS), somers_d or input_pipeline.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps.")
 _UPSAMPLE = flags.DEFINE_string("upsample", None, "Decoder upsampling form override.")
@@ -38,6 +47,8 @@ _DEVICES = flags.DEFINE_integer("num_devices", 0, "Devices to pmap over (0: all)
 _LATENT_DIM = flags.DEFINE_integer("latent_dim", None, "Latent size override.")
 _RUN_TOKENS = flags.DEFINE_string("run_tokens", "", "Extra synthetic_gem.py config tokens.")
 _EPOCH = flags.DEFINE_integer("epoch_size", 60_000, "Images per epoch (synthetic_faces: 60k).")
+_DATA_CONFIG = flags.DEFINE_string("data_config", None,
+                                   "input_pipeline: synthetic_faces builder config override.")
 
 
 def _peak_rss_mib() -> float:
@@ -72,6 +83,53 @@ def _step_flops(step_fn, rstate, batch) -> float | None:
   return float(flops) * len(batch["image"]) if flops and flops > 0 else None
 
 
+def _cost_flops(fn, *args) -> float:
+  analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else {}
+  return float((analysis or {}).get("flops") or 0.0)
+
+
+def forward_gflops_per_image(config, state) -> dict:
+  """XLA's FLOPs of one image's forward pass: the VAE [1, S, S, 3] -> logits, and the
+  discriminator the objective trains on one pair (0 when it has none)."""
+  mc = config.model
+  d, size = mc.latent_dim, mc.image_size
+  x, z, a = jnp.zeros((1, size, size, 3)), jnp.zeros((1, d)), jnp.eye(d)
+  vae = make_model(mc)
+  vae_flops = _cost_flops(lambda p: vae.apply(p, x, z, a)["logits"], state.params["vae"])
+  disc_flops = 0.0
+  kind = objectives.from_config(config).discriminator
+  if kind is not None:
+    disc = make_discriminator(mc, kind)
+    inputs = (z,) if kind == "z" else (x, z)
+    disc_flops = _cost_flops(lambda p: disc.apply(p, *inputs), state.disc_params)
+  return {"forward_gflops_per_image": (vae_flops + disc_flops) / 1e9,
+          "vae_forward_gflops_per_image": vae_flops / 1e9,
+          "disc_forward_gflops_per_image": disc_flops / 1e9}
+
+
+def benchmark_input_pipeline(config, batch_size: int, steps: int) -> dict:
+  """Images/s the tf.data train iterator delivers alone (median over `steps` batches after
+  the first, which fills the cache and starts the prefetch)."""
+  devices = jax.local_devices()[:config.train.num_devices or None]
+  t = time.perf_counter()
+  it = make_train_iterator(config.data, global_batch=batch_size, num_devices=len(devices),
+                           seed=0, image_size=config.model.image_size)
+  next(it)
+  first_s = time.perf_counter() - t
+  times = []
+  for _ in range(steps):
+    t = time.perf_counter()
+    next(it)
+    times.append(time.perf_counter() - t)
+  batch_s = float(np.median(times))
+  return {"model": "input_pipeline", "data": f"{config.data.name}/{config.data.config}",
+          "batch_size": batch_size, "images_per_s": batch_size / max(batch_s, 1e-9),
+          "batch_time_ms": batch_s * 1e3, "first_batch_s": first_s, "timed_batches": steps,
+          **_peak_memory()}
+
+
 def benchmark_train_step(config, batch_size: int, steps: int) -> dict:
   """Median step time over `steps` steps after one compile/warm-up step."""
   devices = jax.local_devices()[:config.train.num_devices or None]
@@ -100,12 +158,15 @@ def benchmark_train_step(config, batch_size: int, steps: int) -> dict:
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t)
   step_s = float(np.median(times))
-  return {"model": config.model.name, "upsample": config.model.upsample, "batch_size": batch_size,
+  forward = forward_gflops_per_image(config, state)
+  return {"model": config.model.name, "arch": config.model.arch,
+          "upsample": config.model.upsample, "batch_size": batch_size,
           "devices": len(devices), "platform": devices[0].platform,
           "device_kind": devices[0].device_kind, "images_per_s": batch_size / step_s,
           "step_time_ms": step_s * 1e3, "compile_s": compile_s, "param_count": int(params),
           "disc_param_count": int(disc_params), "param_count_total": int(params + disc_params),
           "gflops_per_step": flops / 1e9 if flops else None,
+          "gflops_per_image": flops / 1e9 / batch_size if flops else None, **forward,
           "timed_steps": steps, "xla_flags": os.environ.get("XLA_FLAGS", ""),
           **_peak_memory()}
 
@@ -115,9 +176,16 @@ def main(argv):
   if _MODEL.value == "somers_d":
     print(json.dumps(benchmark_somers_d()))
     return
+  if _MODEL.value == "input_pipeline":
+    config = synthetic_gem.get_config(_RUN_TOKENS.value)
+    config.train.num_devices = _DEVICES.value
+    if _DATA_CONFIG.value:
+      config.data.config = _DATA_CONFIG.value
+    print(json.dumps(benchmark_input_pipeline(config, _BATCH.value, _STEPS.value)))
+    return
   if _MODEL.value not in METHOD_TOKENS:
     raise app.UsageError(f"unknown --model {_MODEL.value!r}; choose from "
-                         f"{sorted(METHOD_TOKENS) + ['somers_d']}")
+                         f"{sorted(METHOD_TOKENS) + ['somers_d', 'input_pipeline']}")
   tokens = ",".join(t for t in (METHOD_TOKENS[_MODEL.value], _RUN_TOKENS.value) if t)
   config = synthetic_gem.get_config(tokens)
   config.train.num_devices = _DEVICES.value

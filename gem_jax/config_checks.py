@@ -9,8 +9,8 @@ Checked: batch sizes (train.batch_size; gem.warmup_batch_size) against the devic
 sizes and counts (latent_dim, widths, steps, intervals: integers >= 1), image_size (a power
 of two >= 8), learning rates (finite, > 0), weights (beta, lambdas, disc_r1_gamma: >= 0),
 Adam's betas ([0, 1)), probabilities (anchor_tau, scorer accuracy: [0, 1]), the names
-(data set, objective, likelihood, upsample, adv_scale, dear_supergraph, scorer backend), and
-what keys say together: latent_dim >= GEM's attributes, disc_r1_stride dividing each
+(data set, objective, likelihood, upsample, arch, adv_scale, dear_supergraph, scorer backend),
+and what keys say together: latent_dim >= GEM's attributes, disc_r1_stride dividing each
 device's share, the objective's own checks (e.g. DEAR's dear_num_factors <= latent_dim).
 The gem.* keys are checked for runs of GEM's two-stage pipeline only (the objective's
 `trains_once` is False). Keys absent from a config (saved before the key existed) are not
@@ -28,7 +28,7 @@ import jax
 
 from gem_jax import objectives
 from gem_jax.data import DATASETS, get_dataset
-from gem_jax.models.layers import Upsample, num_halvings
+from gem_jax.models.layers import Arch, Upsample, num_halvings
 from gem_jax.objectives.dear import SUPERGRAPHS
 from gem_jax.objectives.gem import ADV_SCALES
 from gem_jax.scorers import BACKENDS
@@ -121,6 +121,7 @@ RULES: tuple[tuple[str, Check], ...] = (
     ("model.width", integer(1)),
     ("model.hidden", integer(1)),
     ("model.upsample", choice(typing.get_args(Upsample))),
+    ("model.arch", choice(typing.get_args(Arch))),
     ("model.likelihood", choice(LIKELIHOODS)),
     ("model.sigma", POSITIVE),
     ("model.beta", NON_NEGATIVE),

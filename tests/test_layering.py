@@ -34,7 +34,7 @@ LAYERS = (
 )
 # Optional third-party clients (and aiohttp, an optional transport of google-genai); TensorFlow
 # and tfds, loaded on first use by gem_jax/data/tf_cpu.py only (see its docstring).
-LAZY_ALLOWED = ("openai", "google", "keras", "matplotlib", "aiohttp", "tensorflow",
+LAZY_ALLOWED = ("openai", "google", "keras", "matplotlib", "aiohttp", "tensorflow", "torch",
                 "tensorflow_datasets")
 MAX_LINES = 450
 

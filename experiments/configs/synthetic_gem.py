@@ -20,8 +20,11 @@ The string after ':' is a comma-separated list of tokens (big_vision style):
             'beta_tcvae', 'factor_vae', 'dear' (plain VAE = 'beta_vae,vae')
   ablations 'no_learner', 'no_adversarial', 'adv_pixel' (the adversarial term weighed per
             pixel value, model.adv_scale='pixel'), 'vae' (beta = 1)
-e.g. `synthetic_gem.py:demo,gem_single`, `synthetic_gem.py:tiny,beta_vae` or
-`synthetic_gem.py:tiny,factor_vae`.
+  networks  'paper_arch' (the residual encoder, decoder and joint discriminator sized like the
+            GEM paper's, about 46 M parameters, gem_jax/models/paper.py; applied last, so
+            it overrides a preset's widths); without it the Burgess et al. (2018) networks
+e.g. `synthetic_gem.py:demo,gem_single`, `synthetic_gem.py:tiny,beta_vae`,
+`synthetic_gem.py:tiny,factor_vae` or `synthetic_gem.py:gem,paper_arch`.
 """
 import ml_collections
 from ml_collections.config_dict import placeholder
@@ -30,6 +33,7 @@ PRESETS = ("demo", "cpu30", "tiny")
 BASELINES = ("beta_tcvae", "factor_vae", "dear")
 VARIANTS = ("beta_vae", "gem", "gem_single", "gem_paper", "gem_scm", "gem_relcon") + BASELINES
 ABLATIONS = ("no_learner", "no_adversarial", "adv_pixel", "vae")
+NETWORKS = ("paper_arch",)
 ATTRIBUTES = ("bangs", "bald", "gender", "beard", "blond", "makeup")
 # The default GEM's objective (docs/design.md, "The graph study"): the SCM prior, under which A
 # is identifiable; 'gem_paper' keeps the paper's form ('beta_vae').
@@ -66,6 +70,7 @@ def _base() -> ml_collections.ConfigDict:
   c.model.width = 32               # Burgess et al. (2018) conv width
   c.model.hidden = 256
   c.model.upsample = "subpixel"    # subpixel | resize_conv | conv_transpose (see benchmark)
+  c.model.arch = "burgess"         # burgess (Burgess et al. 2018) | paper (token paper_arch)
   c.model.likelihood = "bernoulli"  # bernoulli | gaussian
   c.model.sigma = 0.1              # gaussian likelihood scale, pixels in [0, 1]
   c.model.beta = 4.0
@@ -232,16 +237,28 @@ def _apply_preset(c: ml_collections.ConfigDict, token: str) -> None:
     c.gem.num_scored_images = 64
 
 
+def _apply_network(c: ml_collections.ConfigDict, token: str) -> None:
+  """'paper_arch': gem_jax/models/paper.py at DEAR's conv_dim 32 (README, Benchmarks)."""
+  if token == "paper_arch":
+    m = c.model
+    m.arch = "paper"
+    m.width = 32                   # base channels: 4x4 x 512 -> ... -> 64x64 x 64
+    m.hidden = 2048                # the encoder's two dense layers
+    m.disc_width = 32
+    m.disc_hidden = 1024           # the joint discriminator's residual MLPs
+
+
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c = _base()
   tokens = [t for t in arg.split(",") if t]
   for token in tokens:
-    if token not in PRESETS + VARIANTS + ABLATIONS:
+    if token not in PRESETS + VARIANTS + ABLATIONS + NETWORKS:
       raise ValueError(f"unknown config token {token!r}; presets: {PRESETS}, variants: "
-                       f"{VARIANTS}, ablations: {ABLATIONS}")
-  # Variants first, then ablations on top of them, then the size preset.
-  for group in (VARIANTS, ABLATIONS, PRESETS):
+                       f"{VARIANTS}, ablations: {ABLATIONS}, networks: {NETWORKS}")
+  # Variants first, then ablations on top of them, then the size preset, then the networks.
+  for group, apply in ((VARIANTS, _apply_variant), (ABLATIONS, _apply_variant),
+                       (PRESETS, _apply_preset), (NETWORKS, _apply_network)):
     for token in tokens:
       if token in group:
-        (_apply_preset if group is PRESETS else _apply_variant)(c, token)
+        apply(c, token)
   return c

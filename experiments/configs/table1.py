@@ -7,8 +7,9 @@ Presets (the string after ':'):
          step-250 checkpoint as warm-up + 500 GEM steps of 32 images (the same 32,000
          images), 3 seeds, evaluation on 2,000 test images. Under an hour on 2 CPU cores
          (README: measured wall time).
-  full   the paper's scale, for a GPU: 25,000 steps of 64 (GEM: 10,000 warm-up + 30,000 of
-         32), 10,000 evaluation images.
+  full   the paper's scale, for a GPU: the paper-sized networks (token `paper_arch`, about
+         46 M parameters), 25,000 steps of 64 (GEM: 10,000 warm-up + 30,000 of 32), 10,000
+         evaluation images.
   tiny   seconds; for tests.
 Methods are keys of METHOD_TOKENS: the tokens of experiments/configs/synthetic_gem.py each
 method's run config is built from.
@@ -53,7 +54,7 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.benchmark_steps = 20           # timed train steps per method for the Table 2 columns
 
   if preset == "full":
-    c.run_tokens = ""
+    c.run_tokens = "paper_arch"
     c.latent_dim = 10
     c.num_steps = 25_000           # = 10,000 x 64 + 30,000 x 32 images, as GEM
     c.learning_rate = 1e-4

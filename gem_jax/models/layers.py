@@ -13,6 +13,9 @@ import jax
 import jax.numpy as jnp
 
 Upsample = Literal["subpixel", "resize_conv", "conv_transpose"]
+# Network families (config.model.arch): 'burgess' (gem_jax.models.vae, the default) and
+# 'paper' (gem_jax.models.paper, sized like the GEM paper's).
+Arch = Literal["burgess", "paper"]
 
 
 def num_halvings(image_size: int) -> int:

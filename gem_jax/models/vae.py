@@ -7,7 +7,8 @@ With A = I (the β-VAE branch alone) z_rel = z.
 
 Sizes follow Burgess et al. (2018): four 4x4 stride-2 convolutions of `width` channels,
 two dense layers of `hidden` units, mirrored in the decoder; the blocks are in
-`gem_jax.models.layers`.
+`gem_jax.models.layers`. `arch='paper'` swaps in the residual networks of
+`gem_jax.models.paper`, sized like the GEM paper's (44.7 M parameters with the discriminator).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gem_jax.models.layers import DownConv, UpBlock, Upsample, num_halvings
+from gem_jax.models.layers import Arch, DownConv, UpBlock, Upsample, num_halvings
+from gem_jax.models.paper import PaperDecoder, PaperEncoder
 
 
 def relate(z: jax.Array, adjacency: jax.Array) -> jax.Array:
@@ -95,7 +97,9 @@ class VAE(nn.Module):
   `__call__(x, noise, adjacency)` with x [B, H, W, 3] in [0, 1], noise [B, d] ~ N(0, I)
   and adjacency [d, d] returns a dict with mu, logvar, z, z_rel [B, d] and logits
   [B, H, W, 3]. The noise is an argument (not drawn inside) so that the train step
-  controls the RNG stream per example.
+  controls the RNG stream per example. `arch`: 'burgess' (Burgess et al. 2018, the default)
+  or 'paper' (`gem_jax.models.paper`; `width` is its base channel count, `hidden` the
+  encoder's dense layer, `upsample` unused).
   """
 
   latent_dim: int = 6
@@ -104,9 +108,16 @@ class VAE(nn.Module):
   width: int = 32
   hidden: int = 256
   upsample: Upsample = "subpixel"
+  arch: Arch = "burgess"
 
   def setup(self):
     n = num_halvings(self.image_size)
+    if self.arch == "paper":
+      self.encoder = PaperEncoder(self.latent_dim, self.width, self.hidden)
+      self.decoder = PaperDecoder(self.image_size, self.channels, self.width)
+      return
+    if self.arch != "burgess":
+      raise ValueError(f"unknown arch {self.arch!r}; expected 'burgess' or 'paper'")
     self.encoder = Encoder(self.latent_dim, self.width, self.hidden, n)
     self.decoder = Decoder(self.image_size, self.channels, self.width, self.hidden, n,
                            self.upsample)

@@ -15,7 +15,13 @@ import optax
 
 from gem_jax import objectives
 from gem_jax.data import get_dataset
-from gem_jax.models import VAE, DisGraph, JointDiscriminator, ZDiscriminator
+from gem_jax.models import (
+  VAE,
+  DisGraph,
+  JointDiscriminator,
+  PaperJointDiscriminator,
+  ZDiscriminator,
+)
 
 
 @flax.struct.dataclass
@@ -42,10 +48,10 @@ class TrainState:
 
 
 def make_model(model_config) -> VAE:
-  """Builds the VAE module from config.model (latent_dim, width, hidden, upsample)."""
+  """Builds the VAE module from config.model (arch, latent_dim, width, hidden, upsample)."""
   return VAE(latent_dim=model_config.latent_dim, image_size=model_config.image_size,
              width=model_config.width, hidden=model_config.hidden,
-             upsample=model_config.upsample)
+             upsample=model_config.upsample, arch=model_config.arch)
 
 
 def make_graph_module(model_config) -> DisGraph:
@@ -53,11 +59,17 @@ def make_graph_module(model_config) -> DisGraph:
                   learn=model_config.graph_learner)
 
 
-def make_discriminator(model_config, kind: str | None) -> JointDiscriminator | ZDiscriminator:
-  """kind 'z': FactorVAE's D(z); 'joint' (or None, unused): the joint D(x, z)."""
+def make_discriminator(model_config, kind: str | None
+                       ) -> JointDiscriminator | PaperJointDiscriminator | ZDiscriminator:
+  """kind 'z': FactorVAE's D(z); 'joint' (or None, unused): the joint D(x, z), the residual
+  `PaperJointDiscriminator` when config.model.arch is 'paper'."""
   if kind == "z":
     return ZDiscriminator(num_layers=model_config.factor_disc_layers,
                           width=model_config.factor_disc_width)
+  if model_config.arch == "paper":
+    return PaperJointDiscriminator(latent_dim=model_config.latent_dim,
+                                   width=model_config.disc_width,
+                                   hidden=model_config.disc_hidden)
   return JointDiscriminator(width=model_config.disc_width, hidden=model_config.disc_hidden,
                             latent_dim=model_config.latent_dim)
 
