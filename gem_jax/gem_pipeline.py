@@ -46,7 +46,7 @@ __all__ = ["run_gem", "run_shared_stages", "run_stage4", "Stage4Start", "warmup_
 
 REMOTE_BACKENDS = ("openai", "gemini")
 # What each stage's record names (gem_jax/stages.py): the settings its outputs depend on.
-WARMUP_KEYS = ("seed", "data.name", "data.config", "data.split", "model.latent_dim",
+WARMUP_KEYS = ("seed", "data.name", "data.config", "data.split", "model.arch", "model.latent_dim",
                "model.image_size", "model.width", "model.hidden", "model.upsample",
                "model.likelihood", "model.sigma", "model.beta", "train.batch_size",
                "train.learning_rate", "train.adam_b1", "train.adam_b2", "train.grad_clip_norm")
@@ -56,6 +56,9 @@ SCORING_KEYS = ("data.name", "data.config", "data.split", "gem.num_scored_images
 SCORING_BACKEND_KEYS = {"oracle": ("seed", "gem.scorer.accuracy"),
                         "replay": ("gem.scorer.replay_path",)}
 GRAPH_KEYS = ("gem.attributes", "model.latent_dim")
+# Keys added to the records after they first existed, with the value older records were made
+# with (so that a run recorded before a key existed still matches).
+ADDED_STAGE_KEYS = {"model.arch": "burgess"}
 # Settings that do not change what stage 4 computes (num_steps: a longer run continues it).
 STAGE4_IGNORED = ("data.data_dir", "train.num_steps", "train.log_every", "train.sample_every",
                   "train.checkpoint_every", "train.keep_checkpoints", "train.num_devices")
@@ -121,7 +124,9 @@ def attribute_names(config) -> list[str]:
 def warmup_id(config) -> str:
   """Names the warm-up a later stage was built on: its recorded settings and final step."""
   wc = warmup_config(config)
-  values = json.dumps(config_values(wc, WARMUP_KEYS), sort_keys=True)
+  values = {k: v for k, v in config_values(wc, WARMUP_KEYS).items()
+            if k not in ADDED_STAGE_KEYS or v != ADDED_STAGE_KEYS[k]}
+  values = json.dumps(values, sort_keys=True)
   return hashlib.sha256(values.encode()).hexdigest()[:16] + f"@{wc.train.num_steps}"
 
 
@@ -129,7 +134,7 @@ def run_warmup(config, workdir: Path) -> None:
   """Stage 1 into workdir (resumed; skipped when its record says done by these settings)."""
   wc = warmup_config(config)
   values = config_values(wc, WARMUP_KEYS)
-  if check_stage(workdir, "warm-up", values, {},
+  if check_stage(workdir, "warm-up", values, {}, added=ADDED_STAGE_KEYS,
                  has_outputs=checkpoints.reached(workdir, wc.train.num_steps)):
     logging.info("warm-up done (%s), skipping", workdir)
     return
@@ -249,7 +254,7 @@ def run_stage4(config, start: Stage4Start, out: str | Path) -> TrainedModel:
   folder whose record names other settings or another warm-up or A_0."""
   out = Path(out)
   values = stage4_values(config)
-  if not check_stage(out, "GEM", values, start.inputs,
+  if not check_stage(out, "GEM", values, start.inputs, added=ADDED_STAGE_KEYS,
                      has_outputs=checkpoints.reached(out, config.train.num_steps)):
     vae_params = start.vae_params
     if config.gem.compensate_a0:

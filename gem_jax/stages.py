@@ -53,13 +53,16 @@ def _changes(saved: dict, now: dict, kind: str) -> list[str]:
 
 
 def check_stage(stage_dir: str | Path, name: str, config: dict, inputs: dict,
-                has_outputs: bool, redo_incomplete: bool = False) -> bool:
+                has_outputs: bool, redo_incomplete: bool = False,
+                added: dict | None = None) -> bool:
   """True when `stage_dir` holds this stage, complete and made by `config` and `inputs`;
   False when it must be (re)done (nothing there yet, or incomplete).
 
   redo_incomplete: an incomplete stage made by other settings is redone from scratch instead
   of refused (for stages that recompute everything, e.g. scoring through its answer cache;
   never for training, which would resume the old settings' checkpoints).
+  added: {key: value} of config keys added after records existed: a record without the key
+  was made with that value.
 
   Raises:
     StageMismatchError: the saved record names other config values or inputs (each change
@@ -73,7 +76,9 @@ def check_stage(stage_dir: str | Path, name: str, config: dict, inputs: dict,
       write_stage(stage_dir, name, config, inputs, complete=True)
     return has_outputs
   saved = json.loads(path.read_text())
-  changes = (_changes(saved.get("config", {}), config, "config")
+  saved_config = {**{k: v for k, v in (added or {}).items() if k in config},
+                  **saved.get("config", {})}
+  changes = (_changes(saved_config, config, "config")
              + _changes(saved.get("inputs", {}), inputs, "input"))
   if changes and redo_incomplete and not saved.get("complete"):
     logging.info("%s: redoing the incomplete %s stage with new settings (%s)", stage_dir,
