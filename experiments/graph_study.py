@@ -280,16 +280,20 @@ def _run_study(study, root: Path) -> str:
   return text
 
 
-_CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("graph_study"),
-                                          "Study config, optionally with ':preset'.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/graph_study", "Folder of all runs and tables.")
+def define_main():
+  """Defines --config and --workdir (at run time, not import time: tests import this module
+  beside other entry points that define --workdir) and returns the absl main."""
+  config = config_flags.DEFINE_config_file("config", cli.config_path("graph_study"),
+                                           "Study config, optionally with ':preset'.")
+  workdir = flags.DEFINE_string("workdir", "runs/graph_study", "Folder of all runs and tables.")
 
+  def main(argv):
+    del argv
+    cli.setup_logging()
+    print(run_study(config.value, workdir.value))
 
-def main(argv):
-  del argv
-  cli.setup_logging()
-  print(run_study(_CONFIG.value, _WORKDIR.value))
+  return main
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(define_main())
