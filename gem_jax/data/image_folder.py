@@ -70,6 +70,17 @@ def list_images(root) -> list[str]:
   return sorted(found)
 
 
+def folder_images(root: Path) -> list[str]:
+  """`list_images(root)`, or DataNotFoundError when the folder is missing or holds none."""
+  if not root.is_dir():
+    raise DataNotFoundError(f"image folder {root} does not exist; point "
+                            "config.data.image_dir at a folder of images.")
+  files = list_images(root)
+  if not files:
+    raise DataNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}, any case) under {root}")
+  return files
+
+
 def _first_visit(folder: Path, root: Path, seen: dict[str, str]) -> bool:
   """True when `folder` (under root) leads to a folder not read yet; else warns, False."""
   real, rel = os.path.realpath(folder), folder.relative_to(root).as_posix()
@@ -208,12 +219,7 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
     del dl_manager
     config = self.builder_config
     root = Path(config.root)
-    if not root.is_dir():
-      raise DataNotFoundError(f"image folder {root} does not exist; point "
-                              "config.data.image_dir at a folder of images.")
-    files = list_images(root)
-    if not files:
-      raise DataNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}, any case) under {root}")
+    files = folder_images(root)
     splits = split_files(files, config.test_fraction)
     bad = _BadFiles(str(root), splits, self._skip_bad)
     return {name: self._generate_examples(root, members, name, bad)

@@ -25,7 +25,7 @@ from gem_jax.data.celeba_builder import (
 )
 from gem_jax.data.celeba_files import check_celeba_files
 from gem_jax.data.errors import DataConfigError, DataNotFoundError
-from gem_jax.data.image_folder import IMAGE_SUFFIXES, ImageFolder, list_images
+from gem_jax.data.image_folder import ImageFolder, folder_images
 from gem_jax.data.image_folder import split_files as split_folder
 from gem_jax.data.registry import DataSurvey
 from gem_jax.data.synthetic_faces.builder import SyntheticFaces
@@ -103,12 +103,7 @@ def image_folder_survey(data_config) -> DataSurvey:
   if builder.is_prepared():
     return DataSurvey(_prepared_sizes(builder), size, f"image folder {root}, prepared in "
                       f"{builder.data_dir}")
-  if not root.is_dir():
-    raise DataNotFoundError(f"image folder {root} does not exist; point "
-                            "config.data.image_dir at a folder of images.")
-  files = list_images(root)
-  if not files:
-    raise DataNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}, any case) under {root}")
+  files = folder_images(root)
   splits = split_folder(files, builder.builder_config.test_fraction)
   return DataSurvey({name: len(members) for name, members in splits.items()}, size,
                     f"image folder {root}, {len(files)} files")
