@@ -162,6 +162,8 @@ def test_the_default_gem_is_identifiable():
   config = synthetic_gem.get_config("tiny,gem")
   objective = objectives.from_config(config)
   assert type(objective) is not GemObjective  # not the paper's (fold-invariant) form
+  for tokens in ("", "demo", "tiny", "cpu30"):  # no variant token: the default GEM too
+    assert synthetic_gem.get_config(tokens).model.objective == config.model.objective
   vae, disc, vae_params, disc_params, x = _modules_and_params()
   a = _graph_a()
   terms = ("recon", "l_dis")

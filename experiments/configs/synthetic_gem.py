@@ -88,7 +88,7 @@ def _base() -> ml_collections.ConfigDict:
   c.model.disc_hidden = 256
   c.model.disc_r1_gamma = 10.0     # R1 penalty on D's real pairs (0: off; docs/decisions.md)
   c.model.disc_r1_stride = 8       # R1 on every 8th real pair: 1/8 of its cost (decisions.md)
-  c.model.objective = "beta_vae"   # beta_vae (GEM, its branch) | gem_scm | gem_relcon | baselines
+  c.model.objective = GEM_OBJECTIVE  # gem_scm (GEM) | beta_vae (paper form, branch) | ...
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 32          # global, over all devices (docs/design.md: 32)
@@ -168,14 +168,17 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
   m = c.model
   if token == "beta_vae":
     m.name, m.graph_learner, m.adversarial, m.lambda_dis = "beta_vae", False, False, 1.0
+    m.objective = "beta_vae"
     c.train.batch_size = 64
   elif token == "gem":
     m.name, m.graph_learner, m.adversarial = "gem", True, True
     m.objective = GEM_OBJECTIVE
   elif token == "gem_single":
     m.name, m.graph_learner, m.adversarial = "gem_single", False, True
+    m.objective = "beta_vae"
   elif token == "gem_paper":
     m.name, m.graph_learner, m.adversarial = "gem_paper", True, True
+    m.objective = "beta_vae"
   elif token in ("gem_scm", "gem_relcon"):
     m.name, m.graph_learner, m.adversarial = token, True, True
     m.objective = token
