@@ -10,8 +10,11 @@ pytestmark = pytest.mark.slow  # executes the notebook
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["quickstart.ipynb"])
-def test_notebook_runs(name, tfds_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, checkpoints", [
+    ("quickstart.ipynb", "checkpoints"),          # one training run
+    ("gem_walkthrough.ipynb", "gem/checkpoints"),  # the GEM pipeline: warmup/, ..., gem/
+])
+def test_notebook_runs(name, checkpoints, tfds_dir, tmp_path, monkeypatch):
   monkeypatch.setenv("GEM_JAX_NOTEBOOK_PRESET", "tiny")
   monkeypatch.setenv("GEM_JAX_NOTEBOOK_WORKDIR", str(tmp_path / "run"))
   monkeypatch.setenv("TFDS_DATA_DIR", tfds_dir)
@@ -19,4 +22,4 @@ def test_notebook_runs(name, tfds_dir, tmp_path, monkeypatch):
   notebook = nbformat.read(ROOT / "notebooks" / name, as_version=4)
   NotebookClient(notebook, timeout=600, kernel_name="python3",
                  resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
-  assert (tmp_path / "run" / "checkpoints").is_dir()
+  assert (tmp_path / "run" / checkpoints).is_dir()
