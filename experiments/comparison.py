@@ -215,7 +215,8 @@ def mean_std(values: list) -> tuple[float, float, int] | None:
   return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
 
 
-def _cell(stats, digits: int, scale: float) -> str:
+def cell(stats, digits: int, scale: float) -> str:
+  """'mean ± std' of (mean, std, n) stats (just the mean for n = 1; '—' for None)."""
   if stats is None:
     return "—"
   mean, std, n = stats
@@ -240,7 +241,7 @@ def summarise(results: dict[str, list[dict]], benchmarks: dict[str, dict]) -> di
 def markdown_table(summary: dict, columns) -> str:
   head = "| method | " + " | ".join(c[0] for c in columns) + " |"
   rule = "|---|" + "---:|" * len(columns)
-  rows = [f"| {m} | " + " | ".join(_cell(s.get(key), digits, scale)
+  rows = [f"| {m} | " + " | ".join(cell(s.get(key), digits, scale)
                                     for _, key, digits, scale in columns) + " |"
           for m, s in summary.items()]
   return "\n".join([head, rule] + rows)

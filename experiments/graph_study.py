@@ -29,7 +29,7 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from experiments import cli
-from experiments.comparison import mean_std, parse_list
+from experiments.comparison import cell, mean_std, parse_list
 from experiments.configs import synthetic_gem
 from gem_jax.config_checks import validate_config
 from gem_jax.data import get_dataset
@@ -136,16 +136,11 @@ def evaluate_variant(study, root: Path, variant: str, seed: int, extractor) -> d
   settings = {**study.eval.to_dict(), "extractor": extractor.name,
               "stage4_steps": study.stage4_steps}
   saved = json.loads(path.read_text()) if path.exists() else {}
-  if saved.get("settings") == settings and "relation_offdiag_mass" in saved["metrics"]:
+  if saved.get("settings") == settings:
     return saved["metrics"]
   model = load(str(root / f"seed{seed}" / variant))
-  if saved.get("settings") == settings:  # written before the study's own metrics existed
-    metrics = saved["metrics"]
-  else:
-    metrics = evaluate_model(model, model.config, study.eval, extractor, seed=seed)
-  metrics = _study_metrics(model, metrics)
-  if "relation_spearman" not in metrics:
-    metrics["relation_offdiag_mass"] = None  # no graph (β-VAE): nothing to add on a rerun
+  metrics = _study_metrics(model, evaluate_model(model, model.config, study.eval, extractor,
+                                                 seed=seed))
   atomic_write_json(path, {"settings": settings, "metrics": metrics})
   return metrics
 
@@ -193,27 +188,19 @@ def summarise(runs: dict[str, dict[int, dict]]) -> dict:
   return summary
 
 
-def _cell(stats, digits: int, scale: float) -> str:
-  if stats is None:
-    return "—"
-  mean, std, n = stats
-  text = f"{mean * scale:.{digits}f}"
-  return text if n == 1 else f"{text} ± {std * scale:.{digits}f}"
-
-
 def markdown(summary: dict, deltas: dict, header: str) -> str:
   """The main table (every row) and the paired learned-minus-A_0 table."""
   lines = [header, "", "| variant | " + " | ".join(c[0] for c in COLUMNS) + " |",
            "|---|" + "---:|" * len(COLUMNS)]
   for row, s in summary.items():
-    lines.append(f"| {row} | " + " | ".join(_cell(s.get(k), d, sc) for _, k, d, sc in COLUMNS)
+    lines.append(f"| {row} | " + " | ".join(cell(s.get(k), d, sc) for _, k, d, sc in COLUMNS)
                  + " |")
   lines += ["", "Learned A minus A_0, paired per seed (mean ± std over seeds; higher is better "
             "except the weight MAEs):", "",
             "| variant | " + " | ".join(f"Δ {c[0]}" for c in DELTA_COLUMNS) + " |",
             "|---|" + "---:|" * len(DELTA_COLUMNS)]
   for variant, d in deltas.items():
-    lines.append(f"| {variant} | " + " | ".join(_cell(d.get(k), dg + 1, sc)
+    lines.append(f"| {variant} | " + " | ".join(cell(d.get(k), dg + 1, sc)
                                               for _, k, dg, sc in DELTA_COLUMNS) + " |")
   return "\n".join(lines) + "\n"
 

@@ -19,7 +19,6 @@ Nothing is written; the returned lines say what was found.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -34,17 +33,12 @@ from gem_jax.scoring import (
   estimate_request_cost,
   parse_attribute_list,
 )
-from gem_jax.stages import RECORD
+from gem_jax.stages import read_stage
 
 __all__ = ["SAMPLE_IMAGES", "check_data", "check_scorer", "preflight", "split_problems"]
 
 SAMPLE_IMAGES = 8  # evaluation images of the sample grids (gem_jax/train/loop.py, _fixed_images)
 SCORES_FILE = Path("scores") / "scores.npy"  # a GEM run's scores (gem_jax/gem_pipeline.py)
-
-
-def _read_record(path: Path) -> dict:
-  """A stage record (gem_jax/stages.py), {} when there is none."""
-  return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _sizes_text(survey: DataSurvey) -> str:
@@ -159,7 +153,7 @@ def _probe(config) -> list[str]:
 def check_scorer(config, workdir, dry_run: bool = False) -> list[str]:
   """GEM's scorer can score (module docstring); lines saying what was checked."""
   scores = Path(workdir) / SCORES_FILE
-  record = _read_record(scores.parent / RECORD)
+  record = read_stage(scores.parent)
   if scores.exists() and record.get("complete", True):  # no record: written before records
     return [f"scorer: not needed, the scores in {scores} are reused"]
   attributes = parse_attribute_list(config.gem.attributes)

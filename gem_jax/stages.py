@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from gem_jax.files import atomic_write_json
 
 __all__ = ["RECORD", "StageMismatchError", "config_values", "file_digest", "check_stage",
-           "write_stage"]
+           "write_stage", "read_stage"]
 
 RECORD = "stage.json"
 
@@ -45,6 +45,12 @@ def config_values(config, keys: Sequence[str]) -> dict[str, Any]:
 def file_digest(path: str | Path) -> str:
   """sha256 of a file's bytes (hex)."""
   return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_stage(stage_dir: str | Path) -> dict:
+  """The stage record of stage_dir, {} when it has none."""
+  path = Path(stage_dir) / RECORD
+  return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _changes(saved: dict, now: dict, kind: str) -> list[str]:
@@ -75,7 +81,7 @@ def check_stage(stage_dir: str | Path, name: str, config: dict, inputs: dict,
                    "recording the current settings", stage_dir)
       write_stage(stage_dir, name, config, inputs, complete=True)
     return has_outputs
-  saved = json.loads(path.read_text())
+  saved = read_stage(stage_dir)
   saved_config = {**{k: v for k, v in (added or {}).items() if k in config},
                   **saved.get("config", {})}
   changes = (_changes(saved_config, config, "config")
