@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from pathlib import Path
 
-import jax
 from absl import flags
 from ml_collections import config_flags
 
@@ -74,7 +74,7 @@ def checked_run(config, workdir: str, resume: bool, dry_run: bool = False) -> No
   """Validates the config, runs the preflight, then trains (unless dry_run: then prints what
   the checks found and returns)."""
   validate_config(config)
-  checks = lambda: preflight(config, workdir, dry_run=dry_run)
+  checks = lambda: preflight(config, workdir, dry_run=dry_run, scorer=distributed.is_main())
   lines = [plan(config), *distributed.main_first(checks, "the preflight checks")]
   if dry_run:
     print("\n".join(["dry run: the config is valid; nothing was trained, sent or written",
@@ -82,10 +82,6 @@ def checked_run(config, workdir: str, resume: bool, dry_run: bool = False) -> No
     return
   for line in lines:
     logging.info("preflight: %s", line)
-  if not trains_once(config) and jax.process_count() > 1:
-    raise DistributedError("GEM's two-stage pipeline (warm-up, scoring, alignment, GEM) runs "
-                           "in one process for now; train the β-VAE branch or a baseline "
-                           "across processes, or run GEM without --coordinator_address")
   if trains_once(config):
     train_and_evaluate(config, workdir, resume=resume)
   else:
@@ -97,7 +93,8 @@ def run_experiment(config, workdir: str, resume: bool, dry_run: bool = False,
   """The β-VAE branch alone, a baseline, or GEM's whole pipeline, after the checks
   (`checked_run`). cluster: `start_processes`'s arguments (multi-process runs; None: one
   process). A DOMAIN_ERRORS error exits with one line `error: ...` (status 1), or is re-raised
-  with its traceback when `verbose`."""
+  with its traceback when `verbose`. In a multi-process run, a failed collective (another
+  process died) exits at once with one line too (`distributed.abandon`)."""
   try:
     if cluster:
       start_processes(config, workdir, resume, **cluster)
@@ -106,6 +103,12 @@ def run_experiment(config, workdir: str, resume: bool, dry_run: bool = False,
     if verbose:
       raise
     sys.exit(f"error: {e}")
+  except Exception as e:
+    if not distributed.is_lost_peer(e):
+      raise
+    if verbose:
+      traceback.print_exc()
+    distributed.abandon(distributed.lost_peer_message(e))
 
 
 def start_processes(config, workdir: str, resume: bool, **cluster) -> None:

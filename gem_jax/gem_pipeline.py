@@ -14,6 +14,13 @@ or inputs is refused with the changed keys named, an incomplete one (e.g. scorin
 valid answers) is redone. One run at a time holds the workdir (gem_jax/train/run_lock.py); the
 alignment, S and A_0 are written atomically. When the scorer is remote (openai, gemini) scoring
 runs in a thread alongside the warm-up.
+
+Multi-process runs (`gem_jax.train.distributed`): every process trains the warm-up and GEM
+(their steps span all processes' devices) and restores checkpoints; process 0 alone decides
+whether a stage is done (its answer is broadcast), scores, writes the stage records, the
+alignment, S, A_0 and the figures; the others read those from the shared workdir once it says
+they are written. A failure on process 0 stops the others with a DistributedError naming the
+stage.
 """
 from __future__ import annotations
 
@@ -36,7 +43,7 @@ from gem_jax.plots import Panel, save_relation_panels, save_traversal_figure
 from gem_jax.relations import Alignment, align_latents, initial_graph, somers_d
 from gem_jax.scoring import ScoringOptions, parse_attribute_list, score_images
 from gem_jax.stages import StageMismatchError, check_stage, config_values, write_stage
-from gem_jax.train import checkpoints, train_and_evaluate
+from gem_jax.train import checkpoints, distributed, train_and_evaluate
 from gem_jax.train.run_lock import run_lock
 from gem_jax.train.state import make_graph_state
 from gem_jax.trained_model import TrainedModel, load
@@ -130,17 +137,32 @@ def warmup_id(config) -> str:
   return hashlib.sha256(values.encode()).hexdigest()[:16] + f"@{wc.train.num_steps}"
 
 
+def _is_done(stage_dir: Path, name: str, values: dict, inputs: dict, has_outputs: bool,
+             **kwargs) -> bool:
+  """`check_stage` on process 0 (it may record a legacy folder), its answer everywhere."""
+  return distributed.main_decides(
+      lambda: check_stage(stage_dir, name, values, inputs, has_outputs=has_outputs, **kwargs),
+      f"checking the {name} stage in {stage_dir}")
+
+
+def _record(stage_dir: Path, name: str, values: dict, inputs: dict, complete: bool,
+            **extra) -> None:
+  """`write_stage` by process 0; the others go on once it is written."""
+  distributed.on_main(lambda: write_stage(stage_dir, name, values, inputs, complete, **extra),
+                      f"recording the {name} stage in {stage_dir}")
+
+
 def run_warmup(config, workdir: Path) -> None:
   """Stage 1 into workdir (resumed; skipped when its record says done by these settings)."""
   wc = warmup_config(config)
   values = config_values(wc, WARMUP_KEYS)
-  if check_stage(workdir, "warm-up", values, {}, added=ADDED_STAGE_KEYS,
-                 has_outputs=checkpoints.reached(workdir, wc.train.num_steps)):
+  finished = checkpoints.reached(workdir, wc.train.num_steps)  # every process reads
+  if _is_done(workdir, "warm-up", values, {}, finished, added=ADDED_STAGE_KEYS):
     logging.info("warm-up done (%s), skipping", workdir)
     return
-  write_stage(workdir, "warm-up", values, {}, complete=False)
+  _record(workdir, "warm-up", values, {}, complete=False)
   train_and_evaluate(wc, workdir, resume=True)
-  write_stage(workdir, "warm-up", values, {}, complete=True)
+  _record(workdir, "warm-up", values, {}, complete=True)
 
 
 def run_scoring(config, workdir: Path, examples: dict) -> np.ndarray:
@@ -166,18 +188,21 @@ def run_alignment(config, workdir: Path, warmup_dir: Path, images: np.ndarray,
   names = attribute_names(config)
   values = config_values(config, GRAPH_KEYS)
   inputs = {"warmup": warmup_id(config), "scores": array_digest(scores)}
-  if check_stage(workdir, "alignment", values, inputs,
-                 has_outputs=(workdir / "alignment.json").exists()):
+  if _is_done(workdir, "alignment", values, inputs, (workdir / "alignment.json").exists()):
     alignment = Alignment.from_json((workdir / "alignment.json").read_text())
     return alignment, np.load(workdir / "somers_d.npy"), np.load(workdir / "a0.npy")
-  mu, _ = load(str(warmup_dir)).encode(images)
+  mu, _ = load(str(warmup_dir)).encode(images)  # on every process, as all restore
   alignment = align_latents(mu, scores, names)
   s = np.asarray(somers_d(scores))
   a0 = initial_graph(s, alignment, config.model.latent_dim)
-  atomic_save_npy(workdir / "somers_d.npy", s)
-  atomic_save_npy(workdir / "a0.npy", a0)
-  atomic_write_json(workdir / "alignment.json", alignment.to_json())
-  write_stage(workdir, "alignment", values, inputs, complete=True)
+
+  def save():
+    atomic_save_npy(workdir / "somers_d.npy", s)
+    atomic_save_npy(workdir / "a0.npy", a0)
+    atomic_write_json(workdir / "alignment.json", alignment.to_json())
+    write_stage(workdir, "alignment", values, inputs, complete=True)
+
+  distributed.on_main(save, f"saving the alignment in {workdir}")
   return alignment, s, a0
 
 
@@ -198,7 +223,7 @@ class Stage4Start:
 def run_scoring_stage(config, workdir: Path, examples: dict) -> np.ndarray:
   """Stage 2: `run_scoring`, recorded; fails when fewer than config.gem.min_valid_fraction of
   the images got a valid answer for every attribute (a rerun asks only those again: valid
-  answers are in the cache)."""
+  answers are in the cache). Multi-process: process 0 alone calls it."""
   values = scoring_values(config)
   write_stage(workdir, "scoring", values, {}, complete=False)
   scores = run_scoring(config, workdir, examples)
@@ -223,19 +248,19 @@ def run_shared_stages(config, root: str | Path) -> Stage4Start:
   root = Path(root)
   examples = load_examples(config.data, config.data.split, config.gem.num_scored_images)
   scores_dir = root / "scores"
-  scored = check_stage(scores_dir, "scoring", scoring_values(config), {},
-                       has_outputs=(scores_dir / "scores.npy").exists(), redo_incomplete=True)
+  scored = _is_done(scores_dir, "scoring", scoring_values(config), {},
+                    (scores_dir / "scores.npy").exists(), redo_incomplete=True)
+  main = distributed.is_main()  # scores alone, alongside the warm-up when remote
   with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
     scoring = None
-    if not scored and config.gem.scorer.backend in REMOTE_BACKENDS:
+    if main and not scored and config.gem.scorer.backend in REMOTE_BACKENDS:
       scoring = pool.submit(run_scoring_stage, config, scores_dir, examples)
     run_warmup(config, root / "warmup")
-    if scoring is not None:
-      scores = scoring.result()
-    elif not scored:
-      scores = run_scoring_stage(config, scores_dir, examples)
-    else:
-      scores = np.load(scores_dir / "scores.npy")
+    if not scored:
+      distributed.on_main(scoring.result if scoring is not None else
+                          lambda: run_scoring_stage(config, scores_dir, examples),
+                          f"the scoring stage in {scores_dir}")
+  scores = np.load(scores_dir / "scores.npy")
   alignment, s, a0 = run_alignment(config, root / "graph", root / "warmup",
                                    examples["image"], scores)
   warm = checkpoints.restore_raw(root / "warmup")[0]
@@ -254,15 +279,15 @@ def run_stage4(config, start: Stage4Start, out: str | Path) -> TrainedModel:
   folder whose record names other settings or another warm-up or A_0."""
   out = Path(out)
   values = stage4_values(config)
-  if not check_stage(out, "GEM", values, start.inputs, added=ADDED_STAGE_KEYS,
-                     has_outputs=checkpoints.reached(out, config.train.num_steps)):
+  finished = checkpoints.reached(out, config.train.num_steps)  # every process reads
+  if not _is_done(out, "GEM", values, start.inputs, finished, added=ADDED_STAGE_KEYS):
     vae_params = start.vae_params
     if config.gem.compensate_a0:
       vae_params = compensated_start(vae_params, np.asarray(start.graph["a0"]))
-    write_stage(out, "GEM", values, start.inputs, complete=False)
+    _record(out, "GEM", values, start.inputs, complete=False)
     train_and_evaluate(config, out, resume=True, graph=start.graph, vae_params=vae_params,
                        extra_meta=start.extra_meta)
-    write_stage(out, "GEM", values, start.inputs, complete=True)
+    _record(out, "GEM", values, start.inputs, complete=True)
   return load(str(out))
 
 
@@ -274,7 +299,8 @@ def run_gem(config, workdir: str | Path) -> TrainedModel:
   with run_lock(root):
     start = run_shared_stages(config, root)
     model = run_stage4(config, start, root / "gem")
-    write_figures(config, model, root / "figures", start.examples["image"][0])
+    distributed.on_main(lambda: write_figures(config, model, root / "figures",
+                                              start.examples["image"][0]), "the figures")
   return model
 
 

@@ -162,7 +162,7 @@ def check_scorer(config, workdir, dry_run: bool = False) -> list[str]:
   return _estimate(config, attributes) if dry_run else _probe(config)
 
 
-def preflight(config, workdir, dry_run: bool = False) -> list[str]:
+def preflight(config, workdir, dry_run: bool = False, scorer: bool = True) -> list[str]:
   """Checks the data and, for GEM, the scorer (module docstring) for a config that passed
   `validate_config`; returns what was found, one line each. Writes nothing.
 
@@ -170,8 +170,10 @@ def preflight(config, workdir, dry_run: bool = False) -> list[str]:
     config: the run's ConfigDict.
     workdir: the run folder (GEM: scores already there are reused, the scorer is not needed).
     dry_run: send no request; report the scorer's estimated cost.
+    scorer: check GEM's scorer (False on the processes of a multi-process run that do not
+      score: all but process 0).
   """
   lines = [f"data: {_sizes_text(check_data(config))}"]
-  if is_two_stage(config):
+  if is_two_stage(config) and scorer:
     lines += check_scorer(config, workdir, dry_run)
   return lines

@@ -1,5 +1,6 @@
 """Multi-host training on CPU: 2 processes x 1 device (jax.distributed, gloo collectives on
-127.0.0.1) against 1 process x 2 devices, a kill-all-then-resume, and the launch errors."""
+127.0.0.1) against 1 process x 2 devices (the β-VAE branch and GEM's whole pipeline), a
+kill-all-then-resume, a killed process stopping the other, and the launch errors."""
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import pytest
 
 from experiments.configs import synthetic_gem
 from gem_jax.data.registry import get_builder
+from gem_jax.gem_pipeline import run_gem
 from gem_jax.train import checkpoints, train_and_evaluate
 from gem_jax.train.run_lock import run_lock
 
@@ -40,13 +42,13 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(tfds_dir, workdir, *args, num_processes=2, ids=None, port=None):
+def _launch(tfds_dir, workdir, *args, num_processes=2, ids=None, port=None, config=CONFIG):
   """Starts `experiments.synthetic_gem` as processes `ids` (default all) of a run of
   num_processes, one CPU device each; returns [(Popen, log path)]."""
   port = port or _free_port()
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  common = [f"--config=experiments/configs/synthetic_gem.py:{CONFIG}",
+  common = [f"--config=experiments/configs/synthetic_gem.py:{config}",
             f"--config.data.data_dir={tfds_dir}", f"--workdir={workdir}",
             "--config.train.sample_every=1000", f"--coordinator_address=127.0.0.1:{port}",
             f"--num_processes={num_processes}", *args]
@@ -119,18 +121,61 @@ def test_two_processes_match_one_process_with_two_devices(prepared, tmp_path):
   assert (two / "config.json").exists() and not (two / ".run.lock").exists()
 
 
+def test_gem_pipeline_in_two_processes_matches_one_process_with_two_devices(prepared, tmp_path):
+  """Warm-up, oracle scoring, alignment and GEM across 2 processes: the same scores, S, A_0 and
+  parameters as `run_gem` in 1 process x 2 devices; process 0 alone wrote the records and
+  figures."""
+  config = synthetic_gem.get_config("tiny")
+  config.data.data_dir = prepared
+  config.train.sample_every = 1000
+  run_gem(config, tmp_path / "one")
+  _finish(_launch(prepared, tmp_path / "two", config="tiny"))
+  one, two = tmp_path / "one", tmp_path / "two"
+  for stage in ("warmup", "gem"):
+    _assert_same_state(one / stage, two / stage)
+  for name in ("scores/scores.npy", "graph/somers_d.npy", "graph/a0.npy"):
+    np.testing.assert_array_equal(np.load(one / name), np.load(two / name))
+  for stage in ("warmup", "scores", "graph", "gem"):
+    assert '"complete": true' in (two / stage / "stage.json").read_text()
+  assert (two / "figures" / "graphs.png").exists()
+
+
+def _wait_for_checkpoint(procs, ckpt):
+  deadline = time.time() + 300
+  while time.time() < deadline and not checkpoints.saved_steps(ckpt):
+    assert all(p.poll() is None for p, _ in procs), [log.read_text()[-2000:]
+                                                      for _, log in procs]
+    time.sleep(0.5)
+  time.sleep(1.0)
+
+
+def test_a_killed_process_stops_the_other_with_one_clear_error(prepared, tmp_path):
+  """Process 1 killed mid-run: process 0 stops within seconds (not after the 100 s heartbeat
+  timeout, nor with an abort) saying what happened and how to resume."""
+  run = tmp_path / "run"
+  procs = _launch(prepared, run, "--config.train.checkpoint_every=2",
+                  "--config.train.num_steps=100000")
+  _wait_for_checkpoint(procs, run / "checkpoints")
+  (survivor, log), (victim, _) = procs
+  victim.send_signal(signal.SIGKILL)
+  victim.wait()
+  killed_at = time.time()
+  survivor.wait(timeout=120)
+  text = log.read_text()
+  assert survivor.returncode == 1, text[-3000:]
+  assert time.time() - killed_at < 60, "process 0 waited for the heartbeat timeout"
+  assert "error: process 0 of 2 stopped: a collective with the other processes failed" in text
+  assert "rerun every process with the same command" in text
+
+
 def test_kill_all_processes_then_resume(prepared, tmp_path):
   """Both processes killed after the first checkpoint; rerun with --resume, both reach the
   parameters of an uninterrupted 1 process x 2 devices run."""
   run = tmp_path / "run"
   procs = _launch(prepared, run, "--config.train.checkpoint_every=2",
                   "--config.train.num_steps=100000")
-  ckpt, deadline = run / "checkpoints", time.time() + 300
-  while time.time() < deadline and not checkpoints.saved_steps(ckpt):
-    assert all(p.poll() is None for p, _ in procs), [log.read_text()[-2000:]
-                                                      for _, log in procs]
-    time.sleep(0.5)
-  time.sleep(1.0)
+  ckpt = run / "checkpoints"
+  _wait_for_checkpoint(procs, ckpt)
   for proc, _ in procs:
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -22,15 +22,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import socket
+import sys
 import time
-from typing import Callable, TypeVar
+from typing import Callable, NoReturn, TypeVar
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-__all__ = ["DistributedError", "agree", "barrier", "digest", "is_main", "main_first", "start"]
+__all__ = ["DistributedError", "agree", "barrier", "digest", "is_main", "main_decides",
+           "main_first", "on_main", "start", "is_lost_peer", "lost_peer_message", "abandon"]
 
 T = TypeVar("T")
 
@@ -139,10 +142,10 @@ def agree(name: str, value: int) -> None:
                            "with the same arguments")
 
 
-def main_first(fn: Callable[[], T], what: str) -> T:
-  """fn() on process 0, then on the others once it succeeded there (e.g. preparing a data set
-  in a shared folder once). When it fails on process 0, that process raises its error and the
-  others a DistributedError naming `what`, instead of waiting for it forever."""
+def on_main(fn: Callable[[], T], what: str) -> T | None:
+  """fn() on process 0 only (scoring, writing a stage record or a figure); the others wait for
+  it and get None. When it fails there, process 0 raises its error and the others a
+  DistributedError naming `what`, instead of waiting for it forever. One process: fn()."""
   if jax.process_count() == 1:
     return fn()
   error, result = None, None
@@ -156,6 +159,22 @@ def main_first(fn: Callable[[], T], what: str) -> T:
     raise error
   if int(np.asarray(failed)):
     raise DistributedError(f"process 0 failed {what}; its log says why")
+  return result
+
+
+def main_decides(fn: Callable[[], bool], what: str) -> bool:
+  """fn() on process 0 (see `on_main`), its answer on every process: one decision, e.g.
+  whether a pipeline stage is done, that every process then follows."""
+  answer = on_main(fn, what)
+  if jax.process_count() == 1:
+    return bool(answer)
+  return bool(int(np.asarray(multihost_utils.broadcast_one_to_all(np.int32(bool(answer))))))
+
+
+def main_first(fn: Callable[[], T], what: str) -> T:
+  """fn() on process 0, then on the others once it succeeded there (e.g. preparing a data set
+  in a shared folder once); a failure on process 0 stops every process (see `on_main`)."""
+  result = on_main(fn, what)
   return result if is_main() else fn()
 
 
@@ -163,3 +182,38 @@ def digest(value) -> int:
   """A 28-bit digest (int) of a JSON-able value (e.g. the config as a dict), for `agree`."""
   text = json.dumps(value, sort_keys=True, default=str)
   return int(hashlib.sha256(text.encode()).hexdigest()[:7], 16)
+
+
+# What a failed collective or coordination call says once a peer process is gone (gloo on CPU,
+# NCCL on GPUs, the coordination service's heartbeats and barriers). jax raises these as
+# JaxRuntimeError or, from a jit dispatch, ValueError.
+_LOST_PEER_MARKERS = ("Gloo", "NCCL", "Connection reset", "Connection closed", "Socket closed",
+                      "heartbeat", "Barrier failed", "UNAVAILABLE")
+
+
+def is_lost_peer(error: BaseException) -> bool:
+  """Whether `error` is a collective with the other processes failing (multi-process only)."""
+  return (jax.process_count() > 1 and isinstance(error, (RuntimeError, ValueError))
+          and any(marker in str(error) for marker in _LOST_PEER_MARKERS))
+
+
+def lost_peer_message(error: Exception) -> str:
+  """What a process says when a collective with the others failed (`error`, e.g. gloo's
+  'Connection reset by peer' once another process was killed)."""
+  line = (str(error).strip().splitlines() or [""])[0][:300]
+  return (f"process {jax.process_index()} of {jax.process_count()} stopped: a collective with "
+          f"the other processes failed ({type(error).__name__}: {line}). Another process most "
+          "likely died or was killed; its log says why. Nothing saved is lost: rerun every "
+          "process with the same command (β-VAE branch and baselines: add --resume) to go on "
+          "from the last complete checkpoint.")
+
+
+def abandon(message: str) -> NoReturn:
+  """Prints 'error: message' and exits with status 1 at once. It skips jax.distributed's
+  shutdown at exit, which waits for the dead process until its heartbeat times out (100 s)
+  and then aborts with a C++ stack trace. Checkpoints are written to a temporary folder and
+  renamed when complete, so one cut short is never read back."""
+  sys.stdout.flush()
+  sys.stderr.write(f"error: {message}\n")
+  sys.stderr.flush()
+  os._exit(1)

@@ -134,6 +134,7 @@ def _train(config, workdir: Path, resume: bool, graph, vae_params, extra_meta) -
   rstate = replicate(state, devices)
   pending = None
   t0, last_log_step = time.perf_counter(), start
+  peer_lost = False
   try:
     for step in tqdm(range(start + 1, config.train.num_steps + 1), initial=start,
                      total=config.train.num_steps, desc="train", unit="step",
@@ -155,8 +156,14 @@ def _train(config, workdir: Path, resume: bool, graph, vae_params, extra_meta) -
         _check_finite(pending, step, manager)
         checkpoints.save(manager, step, unreplicate(rstate), meta,
                          force=step == config.train.num_steps)
+  except Exception as e:
+    # When another process is gone, orbax's closing barrier would wait for it until its
+    # heartbeat times out; the checkpoint in flight is left unfinished.
+    peer_lost = distributed.is_lost_peer(e)
+    raise
   finally:
-    manager.wait_until_finished()
+    if not peer_lost:
+      manager.wait_until_finished()
     writer.close()
   return unreplicate(rstate)
 
