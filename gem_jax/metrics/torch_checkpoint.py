@@ -12,8 +12,9 @@ Two on-disk formats are understood:
 In both, tensors are pickled as `torch._utils._rebuild_tensor_v2(storage, offset, size,
 stride, ...)` and storages as persistent ids `('storage', torch.<Type>Storage, key, location,
 numel[, view])`. The unpickler here is restricted: it resolves only `collections.OrderedDict`,
-`torch._utils._rebuild_tensor_v2` and the `torch.*Storage` types (to dtype markers), and raises
-`TorchCheckpointError` naming any other global, so a checkpoint cannot run code on load.
+`torch._utils._rebuild_tensor_v2` (and torch 0.4's `_rebuild_tensor`) and the `torch.*Storage`
+types (to dtype markers), and raises `TorchCheckpointError` naming any other global, so a
+checkpoint cannot run code on load.
 """
 from __future__ import annotations
 
@@ -70,6 +71,9 @@ class _LazyTensor:
   def to_numpy(self) -> np.ndarray:
     """The tensor [*size] as a fresh C-contiguous numpy array."""
     flat = self.storage.data
+    if min(self.size + self.stride, default=0) < 0:
+      raise TorchCheckpointError(f"tensor with negative size or stride {list(self.size)}, "
+                                 f"{list(self.stride)}")
     if 0 in self.size:
       return np.zeros(self.size, flat.dtype)
     last = self.offset + sum((s - 1) * t for s, t in zip(self.size, self.stride))
@@ -83,6 +87,8 @@ class _LazyTensor:
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
                        backward_hooks=None, metadata=None):
+  """torch._utils._rebuild_tensor_v2 (torch >= 1.0); `_rebuild_tensor`, the 0.4 form, takes the
+  first four arguments only."""
   del requires_grad, backward_hooks, metadata
   if not isinstance(storage, _Storage):
     raise TorchCheckpointError("_rebuild_tensor_v2 got no storage")
@@ -100,7 +106,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
   def find_class(self, module: str, name: str):
     if (module, name) == ("collections", "OrderedDict"):
       return collections.OrderedDict
-    if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+    if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
       return _rebuild_tensor_v2
     if module == "torch" and name in STORAGE_DTYPES:
       return _StorageType(name)
