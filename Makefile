@@ -1,15 +1,18 @@
 # The two set-up commands of the README:  `make demo`  and  `make test`.
 # Each creates .venv and installs requirements.txt first (once).
 # Development: `make lint` (ruff), `make test-fast` (the tests not marked slow), `make benchmark`.
+# `make install-fid-test` adds torch and pytorch-fid (setup.cfg extra fid-test) to .venv, so that
+# tests/test_fid_inception.py compares the FID network with pytorch-fid's instead of skipping.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+FID_TEST_STAMP := $(VENV)/.installed-fid-test
 DEMO_DIR ?= runs/demo
 export XLA_FLAGS ?= --xla_force_host_platform_device_count=2
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-fast lint benchmark clean
+.PHONY: install install-fid-test demo test test-fast lint benchmark clean
 
 install: $(STAMP)
 
@@ -19,6 +22,12 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
+
+install-fid-test: $(FID_TEST_STAMP)
+
+$(FID_TEST_STAMP): $(STAMP) setup.cfg
+	$(PY) -m pip install -q -e ".[fid-test]"
+	touch $(FID_TEST_STAMP)
 
 # GEM on the embedded synthetic_faces data (rendered offline on first use) with the oracle
 # scorer (a labelled SIMULATION): warm-up, scoring, alignment, GEM; a rerun resumes. Then a

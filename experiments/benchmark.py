@@ -6,6 +6,7 @@
     python -m experiments.benchmark --model factor_vae --latent_dim 10 --run_tokens cpu30
     python -m experiments.benchmark --model gem --run_tokens paper_arch --batch_size 8 --steps 3
     python -m experiments.benchmark --model input_pipeline --batch_size 256
+    python -m experiments.benchmark --model fid_inception --batch_size 50 --steps 5
 
 A model is a method of METHOD_TOKENS in experiments/configs/synthetic_gem.py (vae, beta_vae,
 beta_tcvae, factor_vae, dear, gem_single, gem), built from its tokens plus --run_tokens.
@@ -18,6 +19,9 @@ forward_gflops_per_image is XLA's cost analysis of one image's forward pass, cou
 multiply and an add as two FLOPs: the VAE (encode, sample, decode) plus, where the method has
 one, the discriminator on one pair. `--model input_pipeline` times the tf.data train iterator
 alone (`gem_jax.data.pipeline.make_train_iterator`, the run's data config) in images/s.
+`--model fid_inception` times the FID feature extractor (`FIDInceptionFeatures`: resize to
+299 x 299 and the FID Inception network, jit-compiled on JAX's first device) on random uint8
+images of --image_size, with random weights (the speed does not depend on them).
 """
 import json
 import os
@@ -34,12 +38,15 @@ from experiments.configs import synthetic_gem
 from experiments.configs.synthetic_gem import METHOD_TOKENS
 from gem_jax import objectives
 from gem_jax.data.pipeline import make_train_iterator
+from gem_jax.metrics import fid_inception
+from gem_jax.metrics.features import FIDInceptionFeatures
 from gem_jax.train.state import create_train_state, make_discriminator, make_model
 from gem_jax.train.step import make_pmapped_step, replicate
 
 _MODEL = flags.DEFINE_string("model", "beta_vae",
                              "What to time: a method's train step (see experiments/configs/"
-                             "synthetic_gem.py METHOD_TOKENS), somers_d or input_pipeline.")
+                             "synthetic_gem.py METHOD_TOKENS), somers_d, input_pipeline or "
+                             "fid_inception.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps.")
 _UPSAMPLE = flags.DEFINE_string("upsample", None, "Decoder upsampling form override.")
@@ -49,6 +56,7 @@ _RUN_TOKENS = flags.DEFINE_string("run_tokens", "", "Extra synthetic_gem.py conf
 _EPOCH = flags.DEFINE_integer("epoch_size", 60_000, "Images per epoch (synthetic_faces: 60k).")
 _DATA_CONFIG = flags.DEFINE_string("data_config", None,
                                    "input_pipeline: synthetic_faces builder config override.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "fid_inception: input image side.")
 
 
 def _peak_rss_mib() -> float:
@@ -130,6 +138,46 @@ def benchmark_input_pipeline(config, batch_size: int, steps: int) -> dict:
           **_peak_memory()}
 
 
+def _random_fid_variables(seed: int = 0) -> dict:
+  """Random FID Inception variables (He-scaled kernels, positive BN variances), no compile."""
+  rng = np.random.default_rng(seed)
+
+  def leaf(path, s):
+    name = path[-1].key
+    if name == "kernel":
+      return (rng.standard_normal(s.shape) * np.sqrt(2 / np.prod(s.shape[:3]))).astype(
+          np.float32)
+    return np.ones(s.shape, np.float32) if name in ("scale", "var") else np.zeros(
+        s.shape, np.float32)
+  return jax.tree_util.tree_map_with_path(leaf, fid_inception.variable_shapes())
+
+
+def benchmark_fid_inception(batch_size: int, steps: int, image_size: int) -> dict:
+  """Images/s of FIDInceptionFeatures on uint8 [batch_size, image_size, image_size, 3]: median
+  over `steps` batches after one compile/warm-up batch; XLA's GFLOPs of one batch."""
+  extractor = FIDInceptionFeatures(_random_fid_variables(), batch_size=batch_size)
+  images = np.random.default_rng(0).integers(0, 256, (batch_size, image_size, image_size, 3),
+                                             dtype=np.uint8)
+  t = time.perf_counter()
+  extractor(images)
+  compile_s = time.perf_counter() - t
+  times = []
+  for _ in range(steps):
+    t = time.perf_counter()
+    extractor(images)   # returns numpy: the device work is done
+    times.append(time.perf_counter() - t)
+  batch_s = float(np.median(times))
+  flops = _cost_flops(extractor._apply, extractor.variables, images)
+  device = jax.devices()[0]
+  return {"model": "fid_inception", "batch_size": batch_size, "image_size": image_size,
+          "platform": device.platform, "device_kind": device.device_kind,
+          "images_per_s": batch_size / batch_s, "batch_time_ms": batch_s * 1e3,
+          "compile_s": compile_s, "param_count": fid_inception.PARAM_COUNT,
+          "gflops_per_image": flops / 1e9 / batch_size if flops else None,
+          "timed_batches": steps, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          **_peak_memory()}
+
+
 def benchmark_train_step(config, batch_size: int, steps: int) -> dict:
   """Median step time over `steps` steps after one compile/warm-up step."""
   devices = jax.local_devices()[:config.train.num_devices or None]
@@ -176,6 +224,9 @@ def main(argv):
   if _MODEL.value == "somers_d":
     print(json.dumps(benchmark_somers_d()))
     return
+  if _MODEL.value == "fid_inception":
+    print(json.dumps(benchmark_fid_inception(_BATCH.value, _STEPS.value, _IMAGE_SIZE.value)))
+    return
   if _MODEL.value == "input_pipeline":
     config = synthetic_gem.get_config(_RUN_TOKENS.value)
     config.train.num_devices = _DEVICES.value
@@ -184,8 +235,9 @@ def main(argv):
     print(json.dumps(benchmark_input_pipeline(config, _BATCH.value, _STEPS.value)))
     return
   if _MODEL.value not in METHOD_TOKENS:
+    others = ["somers_d", "input_pipeline", "fid_inception"]
     raise app.UsageError(f"unknown --model {_MODEL.value!r}; choose from "
-                         f"{sorted(METHOD_TOKENS) + ['somers_d', 'input_pipeline']}")
+                         f"{sorted(METHOD_TOKENS) + others}")
   tokens = ",".join(t for t in (METHOD_TOKENS[_MODEL.value], _RUN_TOKENS.value) if t)
   config = synthetic_gem.get_config(tokens)
   config.train.num_devices = _DEVICES.value

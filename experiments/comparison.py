@@ -31,6 +31,7 @@ from experiments.configs.table1 import METHOD_TOKENS
 from gem_jax.data import get_dataset, load_examples
 from gem_jax.evaluation import evaluate_model, make_extractor
 from gem_jax.gem_pipeline import attribute_names, run_gem
+from gem_jax.metrics.features import metric_label
 from gem_jax.scoring import scorer_accuracy
 from gem_jax.train import checkpoints, run_lock, train_and_evaluate
 from gem_jax.trained_model import load
@@ -281,9 +282,18 @@ def table_header(table, extractor_name: str) -> str:
           f"d = {table.latent_dim}, baselines {table.num_steps} steps of 64 images, GEM "
           f"{table.gem_warmup_steps} warm-up + {table.gem_steps} GEM steps of 32; evaluated "
           f"on {table.eval.num_images} `{table.eval.split}` images. FD/KD use the feature "
-          f"extractor `{extractor_name}`"
-          + ("" if "inception" in extractor_name else
-             " (a CNN trained by this project on this data set: NOT Inception FID)") + ".")
+          f"extractor `{extractor_name}` ({extractor_note(extractor_name)}).")
+
+
+def extractor_note(extractor_name: str) -> str:
+  """What the FD/KD columns of a table are on this extractor's features (its
+  `features.metric_label`): 'FID / KID, ...' only for the standard FID network."""
+  fd, kd = metric_label(extractor_name, "fd"), metric_label(extractor_name, "kd")
+  if fd == "FID":
+    return f"{fd} / {kd}: pytorch-fid's FID Inception network"
+  if extractor_name.startswith("local_cnn"):
+    return f"{fd} / {kd}: a CNN trained by this project on this data set, NOT Inception FID"
+  return f"{fd} / {kd}: NOT the standard FID network, so NOT FID"
 
 
 def run_table(table, workdir: str, benchmark: bool = True, isolate: bool = True) -> str:

@@ -5,11 +5,13 @@ traversal effect (aligned models on synthetic_faces).
     python -m experiments.evaluate --checkpoint runs/demo/warmup \
         --alignment runs/demo/graph/alignment.json --out runs/demo/warmup_eval.json
     python -m experiments.evaluate --checkpoint runs/x --num_images 10000 \
-        --inception_weights ~/models/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5
+        --fid_weights ~/models/pt_inception-2015-12-05-6726825d.pth
 
-Without --inception_weights, FD/KD use the project's CNN trained on the run's data set (trained
-once into --extractor_dir, then reused): those are NOT Inception FID/KID and the output says
-which extractor was used. Prints the metrics as JSON and writes them to --out.
+--fid_weights (pytorch-fid's FID Inception weights, sha256-checked; --fid_weights_sha256 pins
+the full digest) gives FID/KID. Otherwise --inception_weights (a Keras InceptionV3 notop .h5)
+gives "FD (Keras InceptionV3)", and without either FD/KD use the project's CNN trained on the
+run's data set (trained once into --extractor_dir, then reused): neither is FID/KID, and the
+output says which extractor was used. Prints the metrics as JSON and writes them to --out.
 """
 import json
 import sys
@@ -29,8 +31,13 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A run's workdir or checkp
 _OUT = flags.DEFINE_string("out", None, "JSON output (default: <checkpoint>/eval.json).")
 _NUM = flags.DEFINE_integer("num_images", 2_000, "Evaluation images (and prior samples).")
 _SPLIT = flags.DEFINE_string("split", None, "Split (default: the run's config.data.eval_split).")
+_FID = flags.DEFINE_string("fid_weights", None,
+                           "Local pt_inception-2015-12-05-6726825d.pth: FID (docs/metrics.md).")
+_FID_SHA = flags.DEFINE_string("fid_weights_sha256", None,
+                               "Full sha256 of --fid_weights to pin (default: its prefix).")
 _INCEPTION = flags.DEFINE_string("inception_weights", None,
-                                 "Local Keras InceptionV3 notop .h5 (docs/metrics.md).")
+                                 "Local Keras InceptionV3 notop .h5: FD (Keras InceptionV3), "
+                                 "not FID (docs/metrics.md).")
 _EXTRACTOR_DIR = flags.DEFINE_string("extractor_dir", "runs/feature_extractors",
                                      "Cache of the project's local feature extractors.")
 _EXTRACTOR_STEPS = flags.DEFINE_integer("extractor_steps", 600,
@@ -59,6 +66,8 @@ def main(argv):
   eval_config.dci_max_train = min(10_000, int(0.8 * _NUM.value))
   eval_config.kid_subset_size = min(1_000, _NUM.value)
   eval_config.split = _SPLIT.value or model.config.data.eval_split
+  eval_config.fid_weights = _FID.value
+  eval_config.fid_weights_sha256 = _FID_SHA.value
   eval_config.inception_weights = _INCEPTION.value
   eval_config.extractor_steps = _EXTRACTOR_STEPS.value
   eval_config.extractor_examples = min(eval_config.extractor_examples, 20 * _NUM.value)

@@ -29,7 +29,7 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from experiments import cli
-from experiments.comparison import cell, mean_std, parse_list
+from experiments.comparison import cell, extractor_note, mean_std, parse_list
 from experiments.configs import synthetic_gem
 from gem_jax.config_checks import validate_config
 from gem_jax.data import get_dataset
@@ -212,8 +212,8 @@ def header(study, extractor_name: str) -> str:
           f"({study.warmup_steps} steps, '{study.run_tokens}' settings), oracle scores at "
           f"accuracy {study.scorer_accuracy} (a SIMULATION of the MLLM), then "
           f"{study.stage4_steps} stage-4 steps per variant; {study.eval.num_images} "
-          f"`{study.eval.split}` images. FD uses `{extractor_name}` (a CNN trained by this "
-          "project on this data set: NOT Inception FID).")
+          f"`{study.eval.split}` images. FD uses `{extractor_name}` "
+          f"({extractor_note(extractor_name)}).")
 
 
 def write_outputs(study, root: Path, runs: dict, extractor_name: str) -> str:

@@ -7,7 +7,8 @@ extractor classifies the aligned attributes: the local CNN on synthetic_faces).
 
 eval_config: split, num_images, num_samples, dci_max_train, kid_subset_size, kid_subsets
 (see experiments/configs/table1.py). extractor: a `gem_jax.metrics.features` extractor; its
-`name` goes into the result so that a local-CNN distance is never read as Inception FID.
+`name` goes into the result so that a local-CNN or Keras-Inception distance is never read as
+FID (`features.metric_label`).
 """
 from __future__ import annotations
 
@@ -176,8 +177,13 @@ def evaluate_model(model, config, eval_config, extractor, seed: int = 0) -> dict
 
 
 def make_extractor(data_config, eval_config, cache_root: str):
-  """InceptionV3 from eval_config.inception_weights when set, else the project's local CNN
-  for this data set (trained once into cache_root and reused)."""
+  """The standard FID network from eval_config.fid_weights when set (its sha256 pinned by
+  eval_config.fid_weights_sha256 when that is set), else Keras InceptionV3 from
+  eval_config.inception_weights, else the project's local CNN for this data set (trained once
+  into cache_root and reused)."""
+  if eval_config.get("fid_weights"):
+    return features.FIDInceptionFeatures.from_file(
+        eval_config.fid_weights, expected_sha256=eval_config.get("fid_weights_sha256"))
   if eval_config.get("inception_weights"):
     return features.InceptionV3Features.from_file(eval_config.inception_weights)
   return features.local_extractor(data_config, cache_root,

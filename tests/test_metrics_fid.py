@@ -1,4 +1,5 @@
-"""FID / KID against direct scipy computations; the feature extractors (local CNN, InceptionV3)."""
+"""FID / KID against direct scipy computations; the feature extractors (local CNN, Keras
+InceptionV3; the standard FID network: tests/test_fid_inception.py)."""
 
 import jax
 import ml_collections
@@ -253,5 +254,7 @@ def test_inception_builds_and_maps_images_to_2048_features():
   images = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
   out = extractor(images)
   assert out.shape == (3, 2048) and out.dtype == np.float32 and np.isfinite(out).all()
-  assert extractor.name == "inception_v3_keras" and feats_lib.metric_label(
-      extractor.name, "kd") == "KID"
+  # Not the standard FID network (tests/test_fid_inception.py): its numbers are not "FID".
+  assert extractor.name == "inception_v3_keras"
+  assert feats_lib.metric_label(extractor.name) == "FD (Keras InceptionV3)"
+  assert feats_lib.metric_label(extractor.name, "kd") == "KD (Keras InceptionV3)"

@@ -47,7 +47,9 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.eval.dci_max_train = 500
   c.eval.kid_subset_size = 250
   c.eval.kid_subsets = 20
-  c.eval.inception_weights = placeholder(str)
+  c.eval.fid_weights = placeholder(str)        # pt_inception-2015-12-05-6726825d.pth: FID
+  c.eval.fid_weights_sha256 = placeholder(str) # its full sha256, to pin (default: the prefix)
+  c.eval.inception_weights = placeholder(str)  # a local Keras InceptionV3 .h5: FD, not FID
   c.eval.extractor_steps = 600
   c.eval.extractor_examples = 20_000
 

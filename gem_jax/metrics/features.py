@@ -3,28 +3,36 @@
 An extractor is anything with
 
   name: str   goes into every metric key and table, so that numbers from different
-              extractors are never mixed up (only `inception_v3_keras` numbers are "FID").
+              extractors are never mixed up (only `fid_inception_v3` numbers are "FID").
   dim: int    the feature dimension F.
   __call__(images uint8 [N, H, W, 3]) -> float32 [N, F], batched internally.
 
-Two are provided:
+Three are provided:
 
+* `FIDInceptionFeatures.from_file(path)`: the standard FID network of TTUR / pytorch-fid (the
+  2015 TF Inception graph, weights `pt_inception-2015-12-05-6726825d.pth` from a LOCAL file,
+  sha256-checked; nothing is downloaded), in Flax (gem_jax/metrics/fid_inception.py): "FID".
 * `InceptionV3Features.from_file(path)`: Keras InceptionV3 (ImageNet weights from a LOCAL
-  file; nothing is downloaded), 2048-d average-pool features of images resized bilinearly to
-  299x299. Close to, but not identical with, TTUR / pytorch-fid's FID (those use the 2015 TF
-  graph); compare its numbers only within this project. See docs/metrics.md.
+  file), 2048-d average-pool features of images resized bilinearly to 299x299. Close to, but
+  not identical with, the standard FID network (differently trained weights): its numbers are
+  "FD (Keras InceptionV3)", comparable only within this project. See docs/metrics.md.
 * `local_extractor(data_config, cache_root)`: the offline default, a small CNN trained by the
   project on the data set's labels (gem_jax/metrics/local_features.py); "FD (local CNN)".
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import logging
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+import jax
 import numpy as np
 from tqdm.auto import tqdm
 
 from gem_jax.data.tf_cpu import tensorflow
+from gem_jax.metrics import fid_inception, torch_checkpoint
 from gem_jax.metrics.local_features import (
   LocalFeatures,
   load_local_extractor,
@@ -38,8 +46,20 @@ INCEPTION_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applic
 # Where Keras itself caches the file after `weights="imagenet"`.
 DEFAULT_INCEPTION_WEIGHTS = Path("~/.keras/models") / INCEPTION_WEIGHTS_FILE
 
-__all__ = ["DEFAULT_INCEPTION_WEIGHTS", "FeatureExtractor", "INCEPTION_WEIGHTS_FILE",
-           "INCEPTION_WEIGHTS_URL", "InceptionV3Features", "LocalFeatures",
+# pytorch-fid's port of the 2015 TF Inception graph. torch.hub's file-name convention puts the
+# first 8 hex digits of the file's sha256 after the last '-': that prefix is all that is
+# published, so it is what `from_file` checks unless a full digest is pinned.
+FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+                   f"{FID_WEIGHTS_FILE}")
+FID_WEIGHTS_SHA256_PREFIX = "6726825d"
+# Where torch.hub (pytorch-fid) caches the file after its first download.
+DEFAULT_FID_WEIGHTS = Path("~/.cache/torch/hub/checkpoints") / FID_WEIGHTS_FILE
+
+__all__ = ["DEFAULT_FID_WEIGHTS", "DEFAULT_INCEPTION_WEIGHTS", "FID_WEIGHTS_FILE",
+           "FID_WEIGHTS_SHA256_PREFIX", "FID_WEIGHTS_URL", "FIDInceptionFeatures",
+           "FeatureExtractor", "INCEPTION_WEIGHTS_FILE", "INCEPTION_WEIGHTS_URL",
+           "InceptionV3Features", "LocalFeatures", "WeightsChecksumError",
            "load_local_extractor", "local_extractor", "metric_label", "train_local_extractor"]
 
 
@@ -57,15 +77,50 @@ class FeatureExtractor(Protocol):
 def metric_label(extractor_name: str, metric: str = "fd") -> str:
   """How to print a distance on this extractor's features: metric 'fd' or 'kd'.
 
-  'FID' / 'KID' only for inception_v3_keras; 'FD (local CNN)' / 'KD (local CNN)' for the
-  project's CNN; otherwise 'FD (<name>)'.
+  'FID' / 'KID' only for the standard FID network (fid_inception_v3); 'FD (Keras
+  InceptionV3)' / 'KD (Keras InceptionV3)' for the Keras one; 'FD (local CNN)' / 'KD (local
+  CNN)' for the project's CNN; otherwise 'FD (<name>)'.
   """
   if metric not in ("fd", "kd"):
     raise ValueError(f"metric must be 'fd' or 'kd'; got {metric!r}")
-  if extractor_name == InceptionV3Features.name:
+  if extractor_name == FIDInceptionFeatures.name:
     return {"fd": "FID", "kd": "KID"}[metric]
-  short = "local CNN" if extractor_name.startswith("local_cnn") else extractor_name
+  if extractor_name == InceptionV3Features.name:
+    short = "Keras InceptionV3"
+  elif extractor_name.startswith("local_cnn"):
+    short = "local CNN"
+  else:
+    short = extractor_name
   return f"{metric.upper()} ({short})"
+
+
+class WeightsChecksumError(ValueError):
+  """A weights file whose sha256 is not the expected one (wrong or truncated file)."""
+
+
+def file_sha256(path: Path) -> str:
+  """Hex sha256 of a file, read in 1 MiB blocks."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def check_sha256(path: Path, expected: str | None) -> str:
+  """The file's full sha256 after checking it: against `expected` (a full digest) when given,
+  else against FID_WEIGHTS_SHA256_PREFIX as torch.hub's check_hash does (its first 8 hex
+  digits). Raises WeightsChecksumError naming the path, the expected and the actual digest."""
+  actual = file_sha256(path)
+  want = (expected or FID_WEIGHTS_SHA256_PREFIX).strip().lower()
+  ok = actual == want if expected else actual.startswith(want)
+  if not ok:
+    what = "sha256" if expected else f"sha256 prefix (torch.hub's, from {FID_WEIGHTS_FILE})"
+    raise WeightsChecksumError(
+        f"FID Inception weights {path}: expected {what} {want}, but the file's sha256 is "
+        f"{actual} ({path.stat().st_size} bytes): a wrong or truncated file. Download "
+        f"{FID_WEIGHTS_FILE} again from {FID_WEIGHTS_URL}")
+  return actual
 
 
 def _build_inception(weights: str | None):
@@ -124,6 +179,74 @@ class InceptionV3Features:
                                  interpolation="bilinear", antialias=False)
       x = preprocess_input(keras.ops.convert_to_numpy(x))
       out.append(keras.ops.convert_to_numpy(self.model(x, training=False)))
+    if not out:
+      return np.zeros((0, self.dim), np.float32)
+    return np.concatenate(out).astype(np.float32)
+
+
+@dataclasses.dataclass(eq=False)
+class FIDInceptionFeatures:
+  """The standard FID network (pytorch-fid's FID InceptionV3, gem_jax/metrics/fid_inception.py)
+  as a feature extractor: uint8 [N, H, W, 3] (any H, W) -> float32 pool features [N, 2048].
+
+  variables: Flax {'params', 'batch_stats'} (`fid_inception.variables_from_torch`).
+  Runs jit-compiled on JAX's default device, `batch_size` images at a time.
+  """
+
+  variables: Any
+  batch_size: int = 50
+  sha256: str | None = None
+  name = "fid_inception_v3"
+  dim = fid_inception.FEATURE_DIM
+
+  def __post_init__(self):
+    model = fid_inception.FIDInceptionV3()
+    self.variables = jax.device_put(self.variables)
+    self._apply = jax.jit(model.apply)
+
+  @classmethod
+  def from_file(cls, path: str | Path = DEFAULT_FID_WEIGHTS, *, expected_sha256: str | None = None,
+                batch_size: int = 50) -> FIDInceptionFeatures:
+    """Loads pt_inception-2015-12-05-6726825d.pth from `path` (no download, no torch needed).
+
+    The file's sha256 is checked first: against `expected_sha256` when given, else against
+    the prefix 6726825d of its published name; the full digest is logged so it can be pinned.
+
+    Raises:
+      FileNotFoundError: naming the path, the file and the URL to fetch it from by hand.
+      WeightsChecksumError: naming the path, the expected and the actual sha256.
+      torch_checkpoint.TorchCheckpointError, ValueError: an unreadable file or one that does
+        not hold this network's weights (naming the first wrong key).
+    """
+    path = Path(path).expanduser().absolute()
+    if not path.is_file():
+      raise FileNotFoundError(
+          f"FID Inception weights file {path} does not exist. Download {FID_WEIGHTS_FILE} "
+          f"(~91 MB) from {FID_WEIGHTS_URL} by hand and pass its path (see docs/metrics.md).")
+    digest = check_sha256(path, expected_sha256)
+    log = logging.info if expected_sha256 else logging.warning
+    log("FID Inception weights %s: sha256 %s%s", path, digest,
+        "" if expected_sha256 else f" (only its prefix {FID_WEIGHTS_SHA256_PREFIX} is "
+        "published and was checked; pin the full digest with expected_sha256 / "
+        "eval.fid_weights_sha256)")
+    state = torch_checkpoint.read_state_dict(path)
+    return cls(fid_inception.variables_from_torch(state), batch_size, digest)
+
+  def __call__(self, images: np.ndarray) -> np.ndarray:
+    """uint8 images [N, H, W, 3] -> float32 [N, 2048]; the last batch is padded and trimmed."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+      raise ValueError(f"{self.name} expects uint8 images [N, H, W, 3]; got {images.dtype} "
+                       f"{list(images.shape)}")
+    n = len(images)
+    b = max(1, min(self.batch_size, n))
+    out = []
+    for start in tqdm(range(0, n, b), desc=self.name, unit="batch", leave=False,
+                      disable=n <= 4 * b):
+      batch = images[start:start + b]
+      padded = np.zeros((b, *batch.shape[1:]), np.uint8)
+      padded[:len(batch)] = batch
+      out.append(np.asarray(self._apply(self.variables, padded))[:len(batch)])
     if not out:
       return np.zeros((0, self.dim), np.float32)
     return np.concatenate(out).astype(np.float32)

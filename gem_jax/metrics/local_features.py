@@ -141,7 +141,8 @@ def _check_labelled(data_config) -> None:
   if not get_dataset(data_config).attribute_names:
     raise ValueError(f"data set {data_config.name!r} has no labels to train the local feature "
                      "CNN on; pass an InceptionV3 weights file instead "
-                     "(InceptionV3Features.from_file, see docs/metrics.md)")
+                     "(FIDInceptionFeatures.from_file for FID, or InceptionV3Features.from_file; "
+                     "see docs/metrics.md)")
 
 
 def _targets(data_config, examples: dict) -> dict:
@@ -155,7 +156,8 @@ def _targets(data_config, examples: dict) -> dict:
   if "attributes" not in examples:
     raise ValueError(f"data set {data_config.name!r} has no 'attributes' labels (keys: "
                      f"{sorted(examples)}); pass an InceptionV3 weights file instead "
-                     "(InceptionV3Features.from_file, see docs/metrics.md)")
+                     "(FIDInceptionFeatures.from_file for FID, or InceptionV3Features.from_file; "
+                     "see docs/metrics.md)")
   attributes = examples["attributes"].astype(np.int32)
   num_attr = attributes.shape[1]
   spec = get_dataset(data_config)
