@@ -362,14 +362,16 @@ def test_features_and_fid_equal_pytorch_fids(torch_fid, fid_checkpoints):
     np.testing.assert_allclose(got_small, want_small, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got_large, want_large, rtol=1e-4, atol=1e-4)
     assert diff < 1e-4 * scale
-    for label, a, b, ta, tb in (("8 upsampled vs 3 downsampled", got_small, got_large,
-                                 want_small, want_large),
-                                ("4 vs 4 upsampled", got_small[:4], got_small[4:],
-                                 want_small[:4], want_small[4:])):
+    # FID within 1e-3 at the size of real FIDs (hundreds); a FID of thousands (random
+    # images of two sizes) holds the same ~1e-6 relative rounding, so there 1e-3 + 2e-6 FID.
+    for label, a, b, ta, tb, tol in (("4 vs 4 upsampled", got_small[:4], got_small[4:],
+                                      want_small[:4], want_small[4:], 0.0),
+                                     ("8 upsampled vs 3 downsampled", got_small, got_large,
+                                      want_small, want_large, 2e-6)):
       fid_flax, fid_torch = frechet_distance(a, b), frechet_distance(ta, tb)
       print(f"{fmt}, {label}: FID flax {fid_flax:.6f} torch {fid_torch:.6f} difference "
             f"{abs(fid_flax - fid_torch):.3g}")
-      assert abs(fid_flax - fid_torch) < 1e-3 + 1e-5 * fid_torch
+      assert abs(fid_flax - fid_torch) < 1e-3 + tol * fid_torch
   stats = [(f.mean(0), np.cov(f, rowvar=False)) for f in (want_small, want_large)]
   reference = fid_score.calculate_frechet_distance(*stats[0], *stats[1])
   ours = frechet_distance(want_small, want_large)
