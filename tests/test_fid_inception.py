@@ -1,15 +1,21 @@
 """The standard FID network in Flax (gem_jax/metrics/fid_inception.py), its weights file checks
 and the torch-free PyTorch checkpoint reader.
 
-The tests at the end compare the network with pytorch-fid's own, layer for layer on the same
-weights, and run only where torch and pytorch-fid are installed (`make install-fid-test`);
-elsewhere they are skipped with the reason.
+The tests at the end compare the network with pytorch-fid's own on the same weights, and run
+only where torch and pytorch-fid are installed (`make install-fid-test`); elsewhere they are
+skipped with the reason. pytorch-fid's side runs in its own process
+(tests/pytorch_fid_reference.py): torchvision cannot be imported after TensorFlow.
 """
 import hashlib
+import importlib.util
 import io
+import json
 import os
 import pickle
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -231,15 +237,14 @@ def test_reader_refuses_other_files(tmp_path):
 # -------------------------------------------------- against pytorch-fid (optional: torch)
 
 @pytest.fixture(scope="module")
-def torch_fid():
-  torch = pytest.importorskip("torch", reason=SKIP_REASON)
-  inception = pytest.importorskip("pytorch_fid.inception", reason=SKIP_REASON)
-  return torch, inception
+def torch():
+  """torch itself (safe beside TensorFlow; torchvision and so pytorch-fid are not: see
+  tests/pytorch_fid_reference.py)."""
+  return pytest.importorskip("torch", reason=SKIP_REASON)
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
-def test_reader_round_trips_torch_save(torch_fid, tmp_path, legacy):
-  torch, _ = torch_fid
+def test_reader_round_trips_torch_save(torch, tmp_path, legacy):
   g = torch.Generator().manual_seed(0)
   state = {"a": torch.randn(3, 4, 5, generator=g), "b": torch.randn(6, 7, generator=g).t(),
            "c": torch.arange(10)[2:8], "n": torch.tensor(5), "h": torch.randn(4).half(),
@@ -258,8 +263,7 @@ def test_reader_round_trips_torch_save(torch_fid, tmp_path, legacy):
 
 
 @pytest.mark.parametrize("height, width", [(64, 64), (512, 512), (37, 400)])
-def test_resize_equals_torch_interpolate(torch_fid, height, width):
-  torch, _ = torch_fid
+def test_resize_equals_torch_interpolate(torch, height, width):
   x = np.random.default_rng(1).random((2, height, width, 3)).astype(np.float32)
   want = torch.nn.functional.interpolate(torch.from_numpy(x).permute(0, 3, 1, 2),
                                          size=(299, 299), mode="bilinear", align_corners=False)
@@ -269,89 +273,31 @@ def test_resize_equals_torch_interpolate(torch_fid, height, width):
   assert diff < 1e-6
 
 
-def _calibrated_torch_inception(torch, inception_mod, batches: list[np.ndarray]):
-  """pytorch-fid's fid_inception_v3() at torch's own init (seeded; nothing downloaded), with
-  random BN scales/biases and BN running statistics measured on the uint8 image `batches`
-  (averaged over all of them, so every BN normalises its input to O(1) and the features are
-  O(1), not the ~1e-6 that torch's init with identity BN statistics gives)."""
-  torch.manual_seed(0)
-  with pytest.MonkeyPatch.context() as m:
-    m.setattr(inception_mod, "load_state_dict_from_url", lambda *a, **k: None)
-    m.setattr(inception_mod.torchvision.models.inception.Inception3, "load_state_dict",
-              lambda self, *a, **k: None)
-    net = inception_mod.fid_inception_v3()
-  for mod in net.modules():
-    if isinstance(mod, torch.nn.BatchNorm2d):
-      with torch.no_grad():
-        mod.weight.uniform_(0.5, 1.5)
-        mod.bias.normal_(0.1, 0.2)
-      mod.reset_running_stats()
-      mod.momentum = None   # cumulative average over the calibration batch
-  pool = torch.nn.MaxPool2d(3, 2)
-  layers = [net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, pool, net.Conv2d_3b_1x1,
-            net.Conv2d_4a_3x3, pool, net.Mixed_5b, net.Mixed_5c, net.Mixed_5d, net.Mixed_6a,
-            net.Mixed_6b, net.Mixed_6c, net.Mixed_6d, net.Mixed_6e, net.Mixed_7a, net.Mixed_7b,
-            net.Mixed_7c]
-  net.train()
-  with torch.no_grad():   # InceptionV3.forward's input path, then every block
-    for images in batches:
-      x = torch.nn.functional.interpolate(_to_torch(torch, images), size=(299, 299),
-                                          mode="bilinear", align_corners=False) * 2 - 1
-      for layer in layers:
-        x = layer(x)
-  return net.eval()
-
-
-def _to_torch(torch, images: np.ndarray):
-  """uint8 [N, H, W, 3] -> float [N, 3, H, W] in [0, 1], as pytorch-fid's ToTensor."""
-  return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
-
-
 @pytest.fixture(scope="module")
-def fid_checkpoints(torch_fid, tmp_path_factory):
-  """pytorch-fid's InceptionV3([3]) loading a generated state dict through its own strict
-  load path, and that state dict saved by torch.save in the zip and in the legacy format."""
-  torch, inception_mod = torch_fid
-  rng = np.random.default_rng(7)
-  calibration = [rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8),
-                 rng.integers(0, 256, (2, 400, 320, 3), dtype=np.uint8)]
-  state = _calibrated_torch_inception(torch, inception_mod, calibration).state_dict()
-  root = tmp_path_factory.mktemp("fid_weights")
-  paths = {"zip": root / "zip.pth", "legacy": root / "legacy.pth"}
-  torch.save(state, paths["zip"])
-  torch.save(state, paths["legacy"], _use_new_zipfile_serialization=False)
-  with pytest.MonkeyPatch.context() as m:
-    m.setattr(inception_mod, "load_state_dict_from_url",
-              lambda *a, **k: torch.load(paths["zip"], weights_only=True))
-    model = inception_mod.InceptionV3([3], resize_input=True, normalize_input=True,
-                                      use_fid_inception=True).eval()
-  return model, paths
-
-
-def _torch_features(torch, model, images: np.ndarray) -> np.ndarray:
-  with torch.no_grad():
-    return model(_to_torch(torch, images))[0][:, :, 0, 0].numpy()
+def pytorch_fid_side(tmp_path_factory):
+  """tests/pytorch_fid_reference.py's outputs (state dicts, images, pytorch-fid's features and
+  FID), made in a process without TensorFlow."""
+  if importlib.util.find_spec("pytorch_fid") is None or importlib.util.find_spec("torch") is None:
+    pytest.skip(SKIP_REASON)
+  out = tmp_path_factory.mktemp("pytorch_fid")
+  done = subprocess.run([sys.executable, str(Path(__file__).with_name("pytorch_fid_reference.py")),
+                         str(out)], capture_output=True, text=True, timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return out
 
 
 @pytest.mark.slow
-# pytorch-fid's sqrtm call: deprecated `disp`, and singular covariances (11 images, 2048-d).
-@pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning")
-@pytest.mark.filterwarnings("ignore:Matrix is singular")
-def test_features_and_fid_equal_pytorch_fids(torch_fid, fid_checkpoints):
-  torch, _ = torch_fid
-  fid_score = pytest.importorskip("pytorch_fid.fid_score", reason=SKIP_REASON)
-  model, paths = fid_checkpoints
-  rng = np.random.default_rng(8)
-  small = rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)    # upsampled to 299
-  large = rng.integers(0, 256, (3, 400, 320, 3), dtype=np.uint8)  # downsampled to 299
-  want_small = _torch_features(torch, model, small)
-  want_large = _torch_features(torch, model, large)
+def test_features_and_fid_equal_pytorch_fids(pytorch_fid_side):
+  side = pytorch_fid_side
+  small, large = np.load(side / "images_small.npy"), np.load(side / "images_large.npy")
+  want_small, want_large = np.load(side / "feats_small.npy"), np.load(side / "feats_large.npy")
+  assert small.shape == (8, 64, 64, 3) and large.shape == (3, 400, 320, 3)
   scale = max(np.abs(want_small).max(), np.abs(want_large).max())
   assert 0.5 < want_small.std() < 5 and scale < 50   # O(1) features, not 1e-6 or 1e3
   for fmt in ("zip", "legacy"):
-    digest = feats_lib.file_sha256(paths[fmt])
-    extractor = feats_lib.FIDInceptionFeatures.from_file(paths[fmt], expected_sha256=digest,
-                                                         batch_size=4)
+    path = side / f"{fmt}.pth"
+    extractor = feats_lib.FIDInceptionFeatures.from_file(
+        path, expected_sha256=feats_lib.file_sha256(path), batch_size=4)
     got_small, got_large = extractor(small), extractor(large)
     diff = max(np.abs(got_small - want_small).max(), np.abs(got_large - want_large).max())
     print(f"{fmt}: max |feature difference| {diff:.3g} (largest |feature| {scale:.3g})")
@@ -372,8 +318,7 @@ def test_features_and_fid_equal_pytorch_fids(torch_fid, fid_checkpoints):
       print(f"{fmt}, {label}: FID flax {fid_flax:.6f} torch {fid_torch:.6f} difference "
             f"{abs(fid_flax - fid_torch):.3g}")
       assert abs(fid_flax - fid_torch) < 1e-3 + tol * fid_torch
-  stats = [(f.mean(0), np.cov(f, rowvar=False)) for f in (want_small, want_large)]
-  reference = fid_score.calculate_frechet_distance(*stats[0], *stats[1])
+  reference = json.loads((side / "reference.json").read_text())["fid_small_vs_large"]
   ours = frechet_distance(want_small, want_large)
   print(f"pytorch_fid.calculate_frechet_distance on the torch features {reference:.6f}, "
         f"gem_jax's frechet_distance {ours:.6f}")

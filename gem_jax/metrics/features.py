@@ -29,10 +29,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
 from gem_jax.data.tf_cpu import tensorflow
 from gem_jax.metrics import fid_inception, torch_checkpoint
+from gem_jax.metrics.batching import map_batches
 from gem_jax.metrics.local_features import (
   LocalFeatures,
   load_local_extractor,
@@ -170,18 +170,15 @@ class InceptionV3Features:
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
       raise ValueError(f"{self.name} expects uint8 images [N, H, W, 3]; got {images.dtype} "
                        f"{list(images.shape)}")
-    n, b = len(images), self.batch_size
     size = (self.input_size, self.input_size)
-    out = []
-    for start in tqdm(range(0, n, b), desc=self.name, unit="batch", leave=False,
-                      disable=n <= 4 * b):
-      x = keras.ops.image.resize(images[start:start + b].astype(np.float32), size,
-                                 interpolation="bilinear", antialias=False)
+
+    def features(batch: np.ndarray) -> np.ndarray:
+      x = keras.ops.image.resize(batch.astype(np.float32), size, interpolation="bilinear",
+                                 antialias=False)
       x = preprocess_input(keras.ops.convert_to_numpy(x))
-      out.append(keras.ops.convert_to_numpy(self.model(x, training=False)))
-    if not out:
-      return np.zeros((0, self.dim), np.float32)
-    return np.concatenate(out).astype(np.float32)
+      return keras.ops.convert_to_numpy(self.model(x, training=False))
+
+    return map_batches(features, images, self.batch_size, self.dim, self.name)
 
 
 @dataclasses.dataclass(eq=False)
@@ -238,15 +235,5 @@ class FIDInceptionFeatures:
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
       raise ValueError(f"{self.name} expects uint8 images [N, H, W, 3]; got {images.dtype} "
                        f"{list(images.shape)}")
-    n = len(images)
-    b = max(1, min(self.batch_size, n))
-    out = []
-    for start in tqdm(range(0, n, b), desc=self.name, unit="batch", leave=False,
-                      disable=n <= 4 * b):
-      batch = images[start:start + b]
-      padded = np.zeros((b, *batch.shape[1:]), np.uint8)
-      padded[:len(batch)] = batch
-      out.append(np.asarray(self._apply(self.variables, padded))[:len(batch)])
-    if not out:
-      return np.zeros((0, self.dim), np.float32)
-    return np.concatenate(out).astype(np.float32)
+    return map_batches(lambda x: self._apply(self.variables, x), images, self.batch_size,
+                       self.dim, self.name)

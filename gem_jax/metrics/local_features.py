@@ -37,6 +37,7 @@ from flax import traverse_util
 from tqdm.auto import tqdm
 
 from gem_jax.data import get_builder, get_dataset, load_examples
+from gem_jax.metrics.batching import map_batches
 from gem_jax.models.layers import DownConv
 
 # Part of the cache key: bump when the architecture or the recipe changes.
@@ -99,18 +100,8 @@ class LocalFeatures:
     if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
       raise ValueError(f"{self.name} expects uint8 images [N, {size}, {size}, 3]; got "
                        f"{images.dtype} {list(images.shape)}")
-    n, b = len(images), self.batch_size
-    out = []
-    for start in tqdm(range(0, n, b), desc=self.name, unit="batch", leave=False,
-                      disable=n <= 8 * b):
-      batch = images[start:start + b]
-      # A constant batch shape: one compilation, the last batch padded and trimmed.
-      padded = np.zeros((b, *batch.shape[1:]), np.uint8)
-      padded[:len(batch)] = batch
-      out.append(np.asarray(self._apply(self.params, padded)[key])[:len(batch)])
-    if not out:
-      return np.zeros((0, self.dim), np.float32)
-    return np.concatenate(out).astype(np.float32)
+    return map_batches(lambda x: self._apply(self.params, x)[key], images, self.batch_size,
+                       self.dim, self.name)
 
   def __call__(self, images: np.ndarray) -> np.ndarray:
     """uint8 images [N, H, W, 3] -> features float32 [N, dim] (scaled: RMS 1 on train)."""
