@@ -1,10 +1,12 @@
 """Writing files so that a crash never leaves half of one: write a temporary sibling, then
-rename it over the target (atomic on POSIX within one file system).
+rename it over the target (atomic on POSIX within one file system); and a file's sha256.
 
     atomic_write_text(path, text); atomic_write_json(path, obj); atomic_save_npy(path, array)
+    file_sha256(path)
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -13,7 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_save_npy"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_save_npy",
+           "file_sha256"]
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w") -> None:
@@ -46,3 +49,12 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Non
 def atomic_save_npy(path: str | Path, array) -> None:
   """np.save(path, array) through a temporary file (path should end in .npy)."""
   atomic_write(path, lambda f: np.save(f, np.asarray(array)), mode="wb")
+
+
+def file_sha256(path: str | Path) -> str:
+  """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()

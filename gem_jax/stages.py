@@ -12,7 +12,6 @@ but no record: they are trusted once and recorded (a log line says so).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any, Sequence
 
 from gem_jax.files import atomic_write_json
 
-__all__ = ["RECORD", "StageMismatchError", "config_values", "file_digest", "check_stage",
+__all__ = ["RECORD", "StageMismatchError", "config_values", "check_stage",
            "write_stage", "read_stage"]
 
 RECORD = "stage.json"
@@ -40,11 +39,6 @@ def config_values(config, keys: Sequence[str]) -> dict[str, Any]:
       node = node.get(part) if isinstance(node, dict) else None
     out[key] = node
   return out
-
-
-def file_digest(path: str | Path) -> str:
-  """sha256 of a file's bytes (hex)."""
-  return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def read_stage(stage_dir: str | Path) -> dict:

@@ -22,7 +22,6 @@ Three are provided:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -31,6 +30,7 @@ import jax
 import numpy as np
 
 from gem_jax.data.tf_cpu import tensorflow
+from gem_jax.files import file_sha256
 from gem_jax.metrics import fid_inception, torch_checkpoint
 from gem_jax.metrics.batching import map_batches
 from gem_jax.metrics.local_features import (
@@ -98,15 +98,6 @@ class WeightsChecksumError(ValueError):
   """A weights file whose sha256 is not the expected one (wrong or truncated file)."""
 
 
-def file_sha256(path: Path) -> str:
-  """Hex sha256 of a file, read in 1 MiB blocks."""
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def check_sha256(path: Path, expected: str | None) -> str:
   """The file's full sha256 after checking it: against `expected` (a full digest) when given,
   else against FID_WEIGHTS_SHA256_PREFIX as torch.hub's check_hash does (its first 8 hex
@@ -121,6 +112,15 @@ def check_sha256(path: Path, expected: str | None) -> str:
         f"{actual} ({path.stat().st_size} bytes): a wrong or truncated file. Download "
         f"{FID_WEIGHTS_FILE} again from {FID_WEIGHTS_URL}")
   return actual
+
+
+def _checked_images(name: str, images) -> np.ndarray:
+  """images as a uint8 array [N, H, W, 3]; ValueError naming the extractor otherwise."""
+  images = np.asarray(images)
+  if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+    raise ValueError(f"{name} expects uint8 images [N, H, W, 3]; got {images.dtype} "
+                     f"{list(images.shape)}")
+  return images
 
 
 def _build_inception(weights: str | None):
@@ -166,10 +166,7 @@ class InceptionV3Features:
     """uint8 images [N, H, W, 3] (any H, W) -> float32 [N, 2048]."""
     import keras
     from keras.applications.inception_v3 import preprocess_input
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-      raise ValueError(f"{self.name} expects uint8 images [N, H, W, 3]; got {images.dtype} "
-                       f"{list(images.shape)}")
+    images = _checked_images(self.name, images)
     size = (self.input_size, self.input_size)
 
     def features(batch: np.ndarray) -> np.ndarray:
@@ -231,9 +228,6 @@ class FIDInceptionFeatures:
 
   def __call__(self, images: np.ndarray) -> np.ndarray:
     """uint8 images [N, H, W, 3] -> float32 [N, 2048]; the last batch is padded and trimmed."""
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-      raise ValueError(f"{self.name} expects uint8 images [N, H, W, 3]; got {images.dtype} "
-                       f"{list(images.shape)}")
+    images = _checked_images(self.name, images)
     return map_batches(lambda x: self._apply(self.variables, x), images, self.batch_size,
                        self.dim, self.name)
