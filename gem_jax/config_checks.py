@@ -137,6 +137,8 @@ RULES: tuple[tuple[str, Check], ...] = (
     ("model.disc_hidden", integer(1)),
     ("model.disc_r1_gamma", NON_NEGATIVE),
     ("model.disc_r1_stride", integer(1)),
+    ("model.capacity_max", NON_NEGATIVE),
+    ("model.capacity_steps", integer(1)),
     ("model.objective", choice(tuple(objectives.OBJECTIVES))),
     ("model.dataset_size", integer(0)),
     ("model.mi_weight", NON_NEGATIVE),
@@ -165,6 +167,11 @@ GEM_RULES: tuple[tuple[str, Check], ...] = (
     ("gem.warmup_steps", integer(1)),
     ("gem.warmup_learning_rate", POSITIVE),
     ("gem.warmup_beta", optional(NON_NEGATIVE)),
+    ("gem.warmup_capacity", optional(NON_NEGATIVE)),
+    ("gem.min_alignment", number(0, 1)),
+    ("gem.accept_weak_alignment", choice((True, False))),
+    ("gem.guidance.weight", NON_NEGATIVE),
+    ("gem.guidance.holdout_fraction", number(0, 1, high_open=True)),
     ("gem.num_scored_images", integer(2)),
     ("gem.scorer.backend", choice(BACKENDS)),
     ("gem.scorer.accuracy", number(0, 1)),
@@ -286,7 +293,31 @@ def _gem_problems(config) -> list[str]:
   if backend == "replay" and not lookup(config, "gem.scorer.replay_path"):
     out.append(problem("gem.scorer.replay_path", None, "must name a score cache (.jsonl) or "
                        "an .npz of scores for the replay backend"))
-  return out
+  return out + _guidance_problems(config)
+
+
+GUIDED_STAGES = ("warmup", "gem")
+
+
+def _guidance_problems(config) -> list[str]:
+  """The guided stages are known names; the guide batch fits the guided scored images."""
+  stages = lookup(config, "gem.guidance.stages")
+  if stages is ABSENT:
+    return []
+  names = [s.strip() for s in str(stages).split(",") if s.strip()]
+  if any(s not in GUIDED_STAGES for s in names):
+    return [problem("gem.guidance.stages", stages, "must be a comma-separated list of "
+                    + " and ".join(repr(s) for s in GUIDED_STAGES) + " (or empty)")]
+  weight, batch = (lookup(config, f"gem.guidance.{k}") for k in ("weight", "batch_size"))
+  num, held = lookup(config, "gem.num_scored_images"), lookup(config,
+                                                              "gem.guidance.holdout_fraction")
+  if not (_is_real(weight) and weight > 0 and names) or not _is_int(num) or not _is_real(held):
+    return []
+  guided = num - int(round(held * num))
+  if not _is_int(batch) or not 1 <= batch <= guided:
+    return [problem("gem.guidance.batch_size", batch, f"must be an integer in 1..{guided}, the "
+                    "scored images that guide (gem.num_scored_images less the held-out ones)")]
+  return []
 
 
 def config_problems(config, num_devices: int | None = None) -> list[str]:
@@ -299,6 +330,9 @@ def config_problems(config, num_devices: int | None = None) -> list[str]:
   two_stage = is_two_stage(config)
   out = _table_problems(config, RULES) + out
   batches = ("train.batch_size", "gem.warmup_batch_size") if two_stage else ("train.batch_size",)
+  weight = lookup(config, "gem.guidance.weight")
+  if two_stage and _is_real(weight) and weight:
+    batches += ("gem.guidance.batch_size",)
   out += _batch_problems(config, batches, devices)
   if two_stage:
     out += _table_problems(config, GEM_RULES) + _gem_problems(config)

@@ -24,6 +24,7 @@ from gem_jax.metrics import features
 from gem_jax.metrics.fid import frechet_distance, kernel_inception_distance
 from gem_jax.metrics.traversal import traversal_effect
 from gem_jax.plots import to_uint8
+from gem_jax.relations.alignment import spearman_matrix
 from gem_jax.relations.recovery import relation_recovery
 
 
@@ -131,6 +132,26 @@ def relation_metrics(model, spec: DatasetSpec) -> dict:
   return out
 
 
+def alignment_truth_metrics(model, codes: np.ndarray, examples: dict, spec: DatasetSpec) -> dict:
+  """How well each aligned latent carries its attribute's TRUE level, on the evaluated images:
+  'alignment_truth_spearman' [n] (Spearman of the latent's mean with the level, signed by the
+  alignment), its minimum, and 'alignment_truth_best' [n] (the largest |Spearman| of any latent
+  with the level); {} for models without an alignment or data without known true levels.
+  codes: the images' posterior means [N, d]."""
+  if model.alignment is None:
+    return {}
+  al = model.alignment
+  levels = spec.true_levels(examples, list(al.attribute_names))
+  if levels is None:
+    return {}
+  rho = spearman_matrix(codes, levels)
+  own = [float(s * rho[k, a]) for a, (k, s) in enumerate(zip(al.latent_of_attribute, al.signs,
+                                                              strict=True))]
+  return {"alignment_truth_attributes": list(al.attribute_names),
+          "alignment_truth_spearman": own, "alignment_truth_spearman_min": min(own),
+          "alignment_truth_best": np.abs(rho).max(axis=0).tolist()}
+
+
 TRAVERSAL_IMAGES = 256  # images whose codes are traversed for traversal_metrics
 TRAVERSAL_DELTA = 2.0   # each aligned latent goes from -delta to +delta
 
@@ -172,6 +193,7 @@ def evaluate_model(model, config, eval_config, extractor, seed: int = 0) -> dict
   if factors is not None:
     out.update(disentanglement_metrics(codes, factors, names, eval_config, seed))
   out.update(relation_metrics(model, spec))
+  out.update(alignment_truth_metrics(model, codes, examples, spec))
   out.update(traversal_metrics(model, images, extractor))
   return out
 

@@ -35,28 +35,46 @@ from typing import Any
 import numpy as np
 
 from gem_jax.config_checks import validate_config
-from gem_jax.data import DatasetSpec, get_dataset, load_examples
+from gem_jax.data import get_dataset, load_examples
+from gem_jax.data.pipeline import split_size
 from gem_jax.files import atomic_save_npy, atomic_write_json
 from gem_jax.models import fold_into_decoder
 from gem_jax.models.disgraph import edge_mask, node_mask_from_alignment
-from gem_jax.plots import Panel, save_relation_panels, save_traversal_figure
-from gem_jax.relations import Alignment, align_latents, initial_graph, somers_d
+from gem_jax.pipeline_figures import latent_order_truth, write_figures
+from gem_jax.relations import (
+  Alignment,
+  AlignmentQuality,
+  WeakAlignmentError,
+  align_latents,
+  alignment_quality,
+  fixed_alignment,
+  initial_graph,
+  quality_from_json,
+  somers_d,
+)
 from gem_jax.scoring import ScoringOptions, parse_attribute_list, score_images
 from gem_jax.stages import StageMismatchError, check_stage, config_values, write_stage
 from gem_jax.train import checkpoints, distributed, train_and_evaluate
+from gem_jax.train.guide_batches import GuideSet, holdout_split
 from gem_jax.train.run_lock import run_lock
 from gem_jax.train.state import make_graph_state
 from gem_jax.trained_model import TrainedModel, load
 
 __all__ = ["run_gem", "run_shared_stages", "run_stage4", "Stage4Start", "warmup_config",
-           "compensated_start", "ScoringIncompleteError", "StageMismatchError"]
+           "compensated_start", "ScoringIncompleteError", "StageMismatchError",
+           "WeakAlignmentError", "check_alignment", "guided_stages", "latent_order_truth",
+           "write_figures"]
 
 REMOTE_BACKENDS = ("openai", "gemini")
 # What each stage's record names (gem_jax/stages.py): the settings its outputs depend on.
 WARMUP_KEYS = ("seed", "data.name", "data.config", "data.split", "model.arch", "model.latent_dim",
                "model.image_size", "model.width", "model.hidden", "model.upsample",
-               "model.likelihood", "model.sigma", "model.beta", "train.batch_size",
-               "train.learning_rate", "train.adam_b1", "train.adam_b2", "train.grad_clip_norm")
+               "model.likelihood", "model.sigma", "model.beta", "model.capacity_max",
+               "model.capacity_steps", "train.batch_size", "train.learning_rate",
+               "train.adam_b1", "train.adam_b2", "train.grad_clip_norm")
+# The settings of MLLM-guided training, recorded by the stages it guides.
+GUIDANCE_KEYS = ("gem.guidance.weight", "gem.guidance.batch_size",
+                 "gem.guidance.holdout_fraction", "gem.guidance.stages")
 SCORING_KEYS = ("data.name", "data.config", "data.split", "gem.num_scored_images",
                 "gem.attributes", "gem.scorer.backend", "gem.scorer.model",
                 "gem.scorer.base_url")
@@ -65,7 +83,11 @@ SCORING_BACKEND_KEYS = {"oracle": ("seed", "gem.scorer.accuracy"),
 GRAPH_KEYS = ("gem.attributes", "model.latent_dim")
 # Keys added to the records after they first existed, with the value older records were made
 # with (so that a run recorded before a key existed still matches).
-ADDED_STAGE_KEYS = {"model.arch": "burgess"}
+ADDED_STAGE_KEYS = {"model.arch": "burgess", "model.capacity_max": 0.0,
+                    "model.capacity_steps": 1, "gem.guidance.weight": 0.0,
+                    "gem.guidance.batch_size": 16, "gem.guidance.holdout_fraction": 0.2,
+                    "gem.guidance.stages": "warmup,gem"}
+TRUTH_IMAGES = 1_000  # test images on which the alignment is checked against true levels
 # Settings that do not change what stage 4 computes (num_steps: a longer run continues it).
 STAGE4_IGNORED = ("data.data_dir", "train.num_steps", "train.log_every", "train.sample_every",
                   "train.checkpoint_every", "train.keep_checkpoints", "train.num_devices")
@@ -106,7 +128,8 @@ def array_digest(array) -> str:
 
 def warmup_config(config):
   """The β-VAE branch alone (objective 'beta_vae', A = I, no discriminator) for
-  config.gem.warmup_steps, with beta = config.gem.warmup_beta where set."""
+  config.gem.warmup_steps, with beta = config.gem.warmup_beta where set and a capacity ramp to
+  config.gem.warmup_capacity nats over the warm-up where set."""
   c = config.copy_and_resolve_references()
   c.model.name, c.model.graph_learner, c.model.adversarial = "warmup", False, False
   c.model.objective = "beta_vae"
@@ -116,6 +139,9 @@ def warmup_config(config):
   c.train.learning_rate = config.gem.warmup_learning_rate
   if config.gem.get("warmup_beta") is not None:
     c.model.beta = float(config.gem.warmup_beta)
+  if config.gem.get("warmup_capacity") is not None:
+    c.model.capacity_max = float(config.gem.warmup_capacity)
+    c.model.capacity_steps = int(config.gem.warmup_steps)
   return c
 
 
@@ -128,13 +154,45 @@ def attribute_names(config) -> list[str]:
   return names
 
 
+def guided_stages(config) -> tuple[str, ...]:
+  """The stages MLLM-guided training supervises ('warmup', 'gem'); () when unguided
+  (config.gem.guidance.weight = 0, the paper's form)."""
+  guidance = config.gem.get("guidance")
+  if guidance is None or not guidance.weight:
+    return ()
+  return tuple(s.strip() for s in guidance.stages.split(",") if s.strip())
+
+
+def guided_latents(config) -> tuple[int, ...]:
+  """The latent of each attribute under guidance, fixed up front: latent a for the a-th
+  attribute of config.gem.attributes (docs/design.md, "MLLM-guided training")."""
+  return tuple(range(len(attribute_names(config))))
+
+
+def guide_rows(config, num_scored: int) -> tuple[np.ndarray, np.ndarray]:
+  """(guided, held-out) rows of the scored images (`holdout_split` by config.seed)."""
+  return holdout_split(num_scored, float(config.gem.guidance.holdout_fraction), config.seed)
+
+
+def make_guide(config, examples: dict, scores: np.ndarray) -> GuideSet:
+  """The guided rows of the scored images and their scores."""
+  rows, _ = guide_rows(config, len(scores))
+  return GuideSet.from_scores(examples["image"], scores, attribute_names(config),
+                              guided_latents(config), rows)
+
+
+def warmup_values(config) -> dict:
+  """The warm-up's recorded settings (with the guidance keys when the warm-up is guided)."""
+  keys = WARMUP_KEYS + (GUIDANCE_KEYS if "warmup" in guided_stages(config) else ())
+  return config_values(warmup_config(config), keys)
+
+
 def warmup_id(config) -> str:
   """Names the warm-up a later stage was built on: its recorded settings and final step."""
-  wc = warmup_config(config)
-  values = {k: v for k, v in config_values(wc, WARMUP_KEYS).items()
+  values = {k: v for k, v in warmup_values(config).items()
             if k not in ADDED_STAGE_KEYS or v != ADDED_STAGE_KEYS[k]}
   values = json.dumps(values, sort_keys=True)
-  return hashlib.sha256(values.encode()).hexdigest()[:16] + f"@{wc.train.num_steps}"
+  return hashlib.sha256(values.encode()).hexdigest()[:16] + f"@{config.gem.warmup_steps}"
 
 
 def _is_done(stage_dir: Path, name: str, values: dict, inputs: dict, has_outputs: bool,
@@ -152,17 +210,19 @@ def _record(stage_dir: Path, name: str, values: dict, inputs: dict, complete: bo
                       f"recording the {name} stage in {stage_dir}")
 
 
-def run_warmup(config, workdir: Path) -> None:
-  """Stage 1 into workdir (resumed; skipped when its record says done by these settings)."""
+def run_warmup(config, workdir: Path, guide: GuideSet | None = None,
+               inputs: dict | None = None) -> None:
+  """Stage 1 into workdir (resumed; skipped when its record says done by these settings);
+  guided by `guide` (the scored images, named in `inputs`) when given."""
   wc = warmup_config(config)
-  values = config_values(wc, WARMUP_KEYS)
+  values, inputs = warmup_values(config), inputs or {}
   finished = checkpoints.reached(workdir, wc.train.num_steps)  # every process reads
-  if _is_done(workdir, "warm-up", values, {}, finished, added=ADDED_STAGE_KEYS):
+  if _is_done(workdir, "warm-up", values, inputs, finished, added=ADDED_STAGE_KEYS):
     logging.info("warm-up done (%s), skipping", workdir)
     return
-  _record(workdir, "warm-up", values, {}, complete=False)
-  train_and_evaluate(wc, workdir, resume=True)
-  _record(workdir, "warm-up", values, {}, complete=True)
+  _record(workdir, "warm-up", values, inputs, complete=False)
+  train_and_evaluate(wc, workdir, resume=True, guide=guide)
+  _record(workdir, "warm-up", values, inputs, complete=True)
 
 
 def run_scoring(config, workdir: Path, examples: dict) -> np.ndarray:
@@ -182,42 +242,96 @@ def run_scoring(config, workdir: Path, examples: dict) -> np.ndarray:
 
 
 def run_alignment(config, workdir: Path, warmup_dir: Path, images: np.ndarray,
-                  scores: np.ndarray) -> tuple[Alignment, np.ndarray, np.ndarray]:
-  """(alignment, S [n, n], A_0 [d, d]); reuses a saved alignment made from the same warm-up
-  and scores (its stage record says which)."""
+                  scores: np.ndarray) -> tuple[Alignment, np.ndarray, np.ndarray, AlignmentQuality]:
+  """(alignment, S [n, n], A_0 [d, d], quality); reuses a saved alignment made from the same
+  warm-up and scores (its stage record says which). Unguided: the Hungarian match on all scored
+  images, checked on them; guided: the latents fixed up front, checked on the held-out scored
+  images; both checked against the true levels of TRUTH_IMAGES test images where the data set
+  knows them (`alignment_quality`)."""
   names = attribute_names(config)
-  values = config_values(config, GRAPH_KEYS)
+  guided = "warmup" in guided_stages(config)
+  values = config_values(config, GRAPH_KEYS + (GUIDANCE_KEYS if guided else ()))
   inputs = {"warmup": warmup_id(config), "scores": array_digest(scores)}
-  if _is_done(workdir, "alignment", values, inputs, (workdir / "alignment.json").exists()):
-    alignment = Alignment.from_json((workdir / "alignment.json").read_text())
-    return alignment, np.load(workdir / "somers_d.npy"), np.load(workdir / "a0.npy")
-  mu, _ = load(str(warmup_dir)).encode(images)  # on every process, as all restore
-  alignment = align_latents(mu, scores, names)
+  path = workdir / "alignment.json"
+  if _is_done(workdir, "alignment", values, inputs, path.exists()):
+    saved = json.loads(path.read_text())
+    quality = quality_from_json(saved.get("quality"))
+    if quality is not None:
+      return (Alignment.from_json(saved), np.load(workdir / "somers_d.npy"),
+              np.load(workdir / "a0.npy"), quality)
+    logging.info("%s holds no alignment quality (an earlier version): measuring it", path)
+  model = load(str(warmup_dir))  # on every process, as all restore
+  mu, _ = model.encode(images)
+  if guided:
+    alignment = fixed_alignment(mu, scores, names, guided_latents(config))
+    rows = guide_rows(config, len(scores))[1]
+    checked_on = f"{len(rows)} held-out scored images (never guided)"
+  else:
+    alignment = align_latents(mu, scores, names)
+    rows = np.arange(len(scores))
+    checked_on = f"all {len(scores)} scored images (the Hungarian match's own)"
+  quality = alignment_quality(alignment, mu[rows], scores[rows], config.gem.min_alignment,
+                              checked_on, *_truth_codes(config, model, names))
   s = np.asarray(somers_d(scores))
   a0 = initial_graph(s, alignment, config.model.latent_dim)
 
   def save():
     atomic_save_npy(workdir / "somers_d.npy", s)
     atomic_save_npy(workdir / "a0.npy", a0)
-    atomic_write_json(workdir / "alignment.json", alignment.to_json())
+    atomic_write_json(path, {**alignment.to_json(), "quality": quality.to_json()})
     write_stage(workdir, "alignment", values, inputs, complete=True)
 
   distributed.on_main(save, f"saving the alignment in {workdir}")
-  return alignment, s, a0
+  return alignment, s, a0, quality
+
+
+def _truth_codes(config, model: TrainedModel, names: list[str]) -> tuple:
+  """(mu [M, d], true levels [M, n], description) of TRUTH_IMAGES images of the eval split
+  where the data set knows its true factors, else (None, None, None)."""
+  spec = get_dataset(config.data)
+  if spec.sample_factors is None:
+    return None, None, None
+  num = min(TRUTH_IMAGES, split_size(config.data, config.data.eval_split))
+  examples = load_examples(config.data, config.data.eval_split, num)
+  levels = spec.true_levels(examples, names)
+  if levels is None:
+    return None, None, None
+  return (model.encode(examples["image"])[0], levels,
+          f"true levels of {len(levels)} '{config.data.eval_split}' images")
+
+
+def check_alignment(config, quality: AlignmentQuality) -> tuple[str, ...]:
+  """The attributes below config.gem.min_alignment, logged with the quality table; raises
+  their WeakAlignmentError unless config.gem.accept_weak_alignment (then they are returned,
+  to be recorded)."""
+  quality = dataclasses.replace(quality, min_alignment=float(config.gem.min_alignment), rows=tuple(
+      dataclasses.replace(r, carried=r.score_spearman >= config.gem.min_alignment)
+      for r in quality.rows))
+  logging.info("%s", quality.table())
+  weak = tuple(r.attribute for r in quality.weak)
+  if weak and not config.gem.get("accept_weak_alignment", False):
+    raise quality.error()
+  if weak:
+    logging.warning("weak alignment accepted (config.gem.accept_weak_alignment): %s; their "
+                    "labels say so", ", ".join(weak))
+  return weak
 
 
 @dataclasses.dataclass(frozen=True)
 class Stage4Start:
   """What stages 1-3 hand to stage 4: graph (TrainState.graph: A_0, edge mask, anchor),
-  vae_params (the warm-up's), extra_meta (alignment, S, scorer; saved with the checkpoints),
-  examples (the scored images, {'image': uint8 [N, H, W, 3], ...}), inputs (what names the
-  warm-up and A_0 in stage 4's record)."""
+  vae_params (the warm-up's), extra_meta (alignment, its quality, S, scorer; saved with the
+  checkpoints), examples (the scored images, {'image': uint8 [N, H, W, 3], ...}), inputs
+  (what names the warm-up and A_0 in stage 4's record), scores int [N, n], weak: attributes
+  accepted below config.gem.min_alignment (recorded)."""
 
   graph: dict
   vae_params: Any
   extra_meta: dict
   examples: dict
   inputs: dict
+  scores: np.ndarray | None = None
+  weak: tuple[str, ...] = ()
 
 
 def run_scoring_stage(config, workdir: Path, examples: dict) -> np.ndarray:
@@ -244,50 +358,67 @@ def run_scoring_stage(config, workdir: Path, examples: dict) -> np.ndarray:
 def run_shared_stages(config, root: str | Path) -> Stage4Start:
   """Stages 1-3 under root (warmup/, scores/, graph/), each resumed or skipped when its record
   says done by the same settings. They depend on the warm-up and scorer settings only, so GEM
-  variants can share them."""
+  variants can share them. A guided warm-up needs the scores first; an unguided one runs beside
+  a remote scorer. Stops with WeakAlignmentError when an attribute's latent does not carry it
+  (`check_alignment`), after everything up to the alignment is saved."""
   root = Path(root)
   examples = load_examples(config.data, config.data.split, config.gem.num_scored_images)
   scores_dir = root / "scores"
   scored = _is_done(scores_dir, "scoring", scoring_values(config), {},
                     (scores_dir / "scores.npy").exists(), redo_incomplete=True)
   main = distributed.is_main()  # scores alone, alongside the warm-up when remote
-  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-    scoring = None
-    if main and not scored and config.gem.scorer.backend in REMOTE_BACKENDS:
-      scoring = pool.submit(run_scoring_stage, config, scores_dir, examples)
-    run_warmup(config, root / "warmup")
+  score_now = lambda: distributed.on_main(lambda: run_scoring_stage(config, scores_dir, examples),
+                                          f"the scoring stage in {scores_dir}")
+  if "warmup" in guided_stages(config):
     if not scored:
-      distributed.on_main(scoring.result if scoring is not None else
-                          lambda: run_scoring_stage(config, scores_dir, examples),
-                          f"the scoring stage in {scores_dir}")
-  scores = np.load(scores_dir / "scores.npy")
-  alignment, s, a0 = run_alignment(config, root / "graph", root / "warmup",
-                                   examples["image"], scores)
+      score_now()
+    scores = np.load(scores_dir / "scores.npy")
+    run_warmup(config, root / "warmup", make_guide(config, examples, scores),
+               {"scores": array_digest(scores)})
+  else:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+      scoring = None
+      if main and not scored and config.gem.scorer.backend in REMOTE_BACKENDS:
+        scoring = pool.submit(run_scoring_stage, config, scores_dir, examples)
+      run_warmup(config, root / "warmup")
+      if scoring is not None:
+        distributed.on_main(scoring.result, f"the scoring stage in {scores_dir}")
+      elif not scored:
+        score_now()
+    scores = np.load(scores_dir / "scores.npy")
+  alignment, s, a0, quality = run_alignment(config, root / "graph", root / "warmup",
+                                            examples["image"], scores)
+  weak = check_alignment(config, quality)
   warm = checkpoints.restore_raw(root / "warmup")[0]
   mask = edge_mask(node_mask_from_alignment(alignment), config.model.latent_dim)
   graph = make_graph_state(a0, np.asarray(mask, np.float32))
-  extra = {"alignment": alignment.to_json(), "somers_d": np.asarray(s).tolist(),
+  extra = {"alignment": alignment.to_json(), "alignment_quality": quality.to_json(),
+           "accepted_weak_alignment": list(weak), "somers_d": np.asarray(s).tolist(),
            "scorer": json.loads((scores_dir / "scores.json").read_text())}
   return Stage4Start(graph=graph, vae_params=warm["params"]["vae"], extra_meta=extra,
-                     examples=examples,
+                     examples=examples, scores=scores, weak=weak,
                      inputs={"warmup": warmup_id(config), "a0": array_digest(a0)})
 
 
 def run_stage4(config, start: Stage4Start, out: str | Path) -> TrainedModel:
   """Stage 4 (GEM) into `out` from the shared stages' start, resumed from its last checkpoint;
-  the decoder's first layer is compensated for A_0 when config.gem.compensate_a0. Refuses a
-  folder whose record names other settings or another warm-up or A_0."""
+  the decoder's first layer is compensated for A_0 when config.gem.compensate_a0; guided when
+  'gem' is in config.gem.guidance.stages. Refuses a folder whose record names other settings
+  or another warm-up or A_0."""
   out = Path(out)
-  values = stage4_values(config)
+  guided = "gem" in guided_stages(config)
+  values = {**stage4_values(config), **(config_values(config, GUIDANCE_KEYS) if guided else {})}
   finished = checkpoints.reached(out, config.train.num_steps)  # every process reads
+  extra = {"accepted_weak_alignment": list(start.weak)} if start.weak else {}
   if not _is_done(out, "GEM", values, start.inputs, finished, added=ADDED_STAGE_KEYS):
     vae_params = start.vae_params
     if config.gem.compensate_a0:
       vae_params = compensated_start(vae_params, np.asarray(start.graph["a0"]))
-    _record(out, "GEM", values, start.inputs, complete=False)
+    guide = make_guide(config, start.examples, start.scores) if guided else None
+    _record(out, "GEM", values, start.inputs, complete=False, **extra)
     train_and_evaluate(config, out, resume=True, graph=start.graph, vae_params=vae_params,
-                       extra_meta=start.extra_meta)
-    _record(out, "GEM", values, start.inputs, complete=True)
+                       extra_meta=start.extra_meta, guide=guide)
+    _record(out, "GEM", values, start.inputs, complete=True, **extra)
   return load(str(out))
 
 
@@ -318,40 +449,3 @@ def compensated_start(vae_params, a0: np.ndarray):
                      f"number {cond:.3g}. Set config.gem.compensate_a0=False to start stage 4 "
                      "from the warm-up weights as they are.")
   return fold_into_decoder(vae_params, np.linalg.inv(a0).astype(np.float32))
-
-
-def write_figures(config, model: TrainedModel, out: Path, image: np.ndarray) -> None:
-  """Traversals labelled by attribute; A_0 next to the learned A (and the truth)."""
-  values = np.linspace(-2.5, 2.5, 9)
-  save_traversal_figure(out / "traversals.png", model.traverse_all(image, values), values,
-                        model.latent_labels(), title=f"{config.model.name} @ {model.step}")
-  labels = model.latent_labels()
-  a0 = np.asarray(model.graph_state["a0"])
-  panels = [Panel(a0, "A_0 (from Somers' D)"), Panel(np.asarray(model.adjacency), "learned A")]
-  truth = latent_order_truth(get_dataset(config.data), model)
-  if truth is not None:
-    panels.append(Panel(truth, "true graph (latent order)"))
-  save_relation_panels(out / "graphs.png", panels, labels, title="DisGraph, row -> column",
-                       subtitle=_simulation_note(model))
-
-
-def latent_order_truth(spec: DatasetSpec, model: TrainedModel) -> np.ndarray | None:
-  """The data set's true graph permuted into latent order with the alignment's signs, or None
-  (no true graph, or a model without alignment)."""
-  if spec.true_graph is None or model.alignment is None:
-    return None
-  names = list(spec.attribute_names)
-  al = model.alignment
-  out = np.eye(model.latent_dim, dtype=np.float32)
-  index = {name: names.index(name) for name in al.attribute_names}
-  for a, name_a in enumerate(al.attribute_names):
-    for b, name_b in enumerate(al.attribute_names):
-      if a != b:
-        k, l = al.latent_of_attribute[a], al.latent_of_attribute[b]
-        out[k, l] = al.signs[a] * al.signs[b] * spec.true_graph[index[name_a], index[name_b]]
-  return out
-
-
-def _simulation_note(model: TrainedModel) -> str:
-  scorer = (model.meta or {}).get("scorer", {})
-  return "scores: SIMULATED (oracle)" if scorer.get("is_simulation") else ""

@@ -9,6 +9,7 @@ Needs neither the training data nor the config file: everything comes from the c
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from pathlib import Path
@@ -23,6 +24,12 @@ from gem_jax import objectives
 from gem_jax.models import VAE, relate
 from gem_jax.objectives.base import scm_sample
 from gem_jax.relations.alignment import Alignment
+from gem_jax.relations.alignment_quality import (
+  AlignmentQuality,
+  labels_with_quality,
+  quality_from_alignment,
+  quality_from_json,
+)
 from gem_jax.train import checkpoints
 from gem_jax.train.checkpoints import MODEL_KIND
 from gem_jax.train.state import make_graph_module, make_model
@@ -75,10 +82,29 @@ class TrainedModel:
     return None if self._scm_weights is None else self._scm_weights.copy()
 
   def latent_labels(self) -> list[str]:
-    """'z3: bald (-)' for aligned latents, 'z5' otherwise."""
+    """'z3: bald (-) ρ 0.82' for latents that carry their attribute (ρ: Spearman with the
+    scores), 'z1: gender? (+) weak ρ 0.06' for one below the run's config.gem.min_alignment,
+    'z5: free' for unaligned latents; 'z5' for models without an alignment."""
     if self.alignment is None:
       return [f"z{k}" for k in range(self.latent_dim)]
-    return list(self.alignment.latent_labels())
+    return labels_with_quality(self.alignment, self.alignment_quality())
+
+  def alignment_quality(self) -> AlignmentQuality | None:
+    """How well each aligned latent carries its attribute (`gem_jax.relations.
+    alignment_quality`): the run's saved table (Spearman with the held-out or all scores, the
+    runner-up latent, the true levels where known), or, for runs saved before it, the table
+    its alignment's own correlations support; None without an alignment."""
+    if self.alignment is None:
+      return None
+    quality = quality_from_json((self.meta or {}).get("alignment_quality"))
+    if quality is None:
+      return quality_from_alignment(self.alignment)
+    gem = None if self.config is None else self.config.get("gem")
+    threshold = float(quality.min_alignment if gem is None
+                      else gem.get("min_alignment", quality.min_alignment))
+    rows = tuple(dataclasses.replace(r, carried=r.score_spearman >= threshold)
+                 for r in quality.rows)
+    return dataclasses.replace(quality, rows=rows, min_alignment=threshold)
 
   @property
   def latent_dim(self) -> int:

@@ -28,7 +28,7 @@ LAYERS = (
     ("scoring",),
     ("metrics",),
     ("config_checks",),
-    ("evaluation", "gem_pipeline"),
+    ("evaluation", "gem_pipeline", "pipeline_figures"),
     ("preflight",),
     ("__init__",),
 )

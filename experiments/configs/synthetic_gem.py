@@ -89,6 +89,8 @@ def _base() -> ml_collections.ConfigDict:
   c.model.disc_r1_gamma = 10.0     # R1 penalty on D's real pairs (0: off; docs/decisions.md)
   c.model.disc_r1_stride = 8       # R1 on every 8th real pair: 1/8 of its cost (decisions.md)
   c.model.objective = GEM_OBJECTIVE  # gem_scm (GEM) | beta_vae (paper form, branch) | ...
+  c.model.capacity_max = 0.0       # nats; > 0: beta * |KL - C(t)| (Burgess et al. 2018)
+  c.model.capacity_steps = 1       # C(t) reaches capacity_max after this many steps
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 32          # global, over all devices (docs/design.md: 32)
@@ -110,10 +112,23 @@ def _base() -> ml_collections.ConfigDict:
   c.gem.warmup_batch_size = 64
   c.gem.warmup_learning_rate = 1e-4
   c.gem.warmup_beta = placeholder(float)  # unset: model.beta (docs/decisions.md, "Warm-up beta")
+  c.gem.warmup_capacity = placeholder(float)  # nats: a capacity ramp over the warm-up; unset: off
   c.gem.compensate_a0 = False     # stage 4 starts with the decoder's first layer A_0^-1 W1
   c.gem.num_scored_images = 1_500  # the paper's N
   c.gem.min_valid_fraction = 0.9   # scoring fails below this share of fully answered images
   c.gem.attributes = ",".join(ATTRIBUTES)
+  # Alignment guard (docs/design.md, "Alignment quality"): stage 3 stops the pipeline when an
+  # attribute's latent correlates with its scores below this |Spearman| (held-out scores when
+  # guided), unless accept_weak_alignment (then recorded in the stage records).
+  c.gem.min_alignment = 0.4
+  c.gem.accept_weak_alignment = False
+  # MLLM-guided training (gem_jax/objectives/guidance.py): the scores supervise the latents
+  # that carry the attributes; weight 0 = the paper's fully unsupervised form.
+  c.gem.guidance = ml_collections.ConfigDict()
+  c.gem.guidance.weight = 0.0
+  c.gem.guidance.batch_size = 16   # scored images per step (global)
+  c.gem.guidance.holdout_fraction = 0.2  # scored images never guided: the alignment's check
+  c.gem.guidance.stages = "warmup,gem"   # the stages that are guided
   c.gem.scorer = ml_collections.ConfigDict()
   c.gem.scorer.backend = "oracle"  # oracle (SIMULATION from labels) | openai | gemini | replay
   c.gem.scorer.model = placeholder(str)
@@ -238,6 +253,8 @@ def _apply_preset(c: ml_collections.ConfigDict, token: str) -> None:
     c.gem.warmup_batch_size = 8
     c.gem.warmup_learning_rate = 1e-3
     c.gem.num_scored_images = 64
+    c.gem.accept_weak_alignment = True  # seconds of training align nothing; tests of the guard
+                                        # set it back to False
 
 
 def _apply_network(c: ml_collections.ConfigDict, token: str) -> None:

@@ -165,6 +165,23 @@ class DatasetSpec:
     """Continuous nuisance factors float32 [N, len(nuisance_names)] (R = 0 without any)."""
     return self._nuisance(examples).astype(np.float32)
 
+  def true_levels(self, examples: Mapping[str, Any], names) -> np.ndarray | None:
+    """The true attribute levels int64 [N, len(names)] of generated data whose factors are
+    known (synthetic_faces: the SCM's levels), in `names`' order; None for data sets whose
+    labels are annotations, not the factors themselves (celeba), or without labels.
+
+    Raises:
+      ValueError: a name that is not one of the data set's attributes.
+    """
+    if self.sample_factors is None or self.label_key not in examples:
+      return None
+    unknown = [n for n in names if n not in self.attribute_names]
+    if unknown:
+      raise ValueError(f"data set {self.name!r} has no attribute {', '.join(unknown)}; its "
+                       f"attributes: {', '.join(self.attribute_names)}")
+    levels = np.asarray(examples[self.label_key], np.int64)
+    return levels[:, [self.attribute_names.index(n) for n in names]]
+
   def sample_attributes(self, seed: int, n: int) -> np.ndarray | None:
     """Attributes int [n, k] drawn from the data set's SCM (synthetic_faces), else None."""
     if self.sample_factors is None:

@@ -29,13 +29,17 @@ AXIS = "batch"  # the pmap axis name of the train step
 class StepInputs(NamedTuple):
   """One device's share of a step: x [b, H, W, 3] in [0, 1]; eps, prior_eps [b, d] ~ N(0, I)
   (reparameterisation and prior noise, per global example index); perm_key: the step's key
-  for FactorVAE's permutation (the same on every device); labels [b, k] or None."""
+  for FactorVAE's permutation (the same on every device); labels [b, k] or None; step: int32
+  [] the state's step before this update (schedules); guide: the step's scored images
+  (`gem_jax.objectives.guidance.GuideInputs`) when training is MLLM-guided, else None."""
 
   x: jax.Array
   eps: jax.Array
   prior_eps: jax.Array
   perm_key: jax.Array
   labels: jax.Array | None
+  step: jax.Array | int = 0
+  guide: Any = None
 
 
 class DiscBatch(NamedTuple):

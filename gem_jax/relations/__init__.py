@@ -2,15 +2,31 @@
 
 * `somers_d`: the asymmetric Somers' D matrix S [n, n] of integer scores [N, n] (Eq. 7-8),
   from contingency tables, with bootstrap confidence intervals (`somers_d_bootstrap`);
-* `alignment`: which latent carries which attribute (`align_latents`) and the initial DisGraph
-  A_0 [d, d] from S (`initial_graph`);
+* `alignment`: which latent carries which attribute (`align_latents`, or `fixed_alignment` for
+  MLLM-guided training) and the initial DisGraph A_0 [d, d] from S (`initial_graph`);
+* `alignment_quality`: how well each attribute is carried (`alignment_quality`), the guard's
+  `WeakAlignmentError` and plot labels that say so;
 * `recovery`: how well a learned or measured signed matrix recovers a true DAG
   (`relation_recovery`, `graph_recovery`, `auroc`).
 
 `from gem_jax.relations import somers_d` is the function (its module, gem_jax/relations/somers_d.py,
 is `sys.modules["gem_jax.relations.somers_d"]`).
 """
-from gem_jax.relations.alignment import Alignment, align_latents, initial_graph, spearman_matrix
+from gem_jax.relations.alignment import (
+    Alignment,
+    align_latents,
+    fixed_alignment,
+    initial_graph,
+    spearman_matrix,
+)
+from gem_jax.relations.alignment_quality import (
+    AlignmentQuality,
+    WeakAlignmentError,
+    alignment_quality,
+    labels_with_quality,
+    quality_from_alignment,
+    quality_from_json,
+)
 from gem_jax.relations.recovery import RelationTruth, auroc, graph_recovery, relation_recovery
 from gem_jax.relations.somers_d import (
     contingency_tables,
@@ -21,6 +37,13 @@ from gem_jax.relations.somers_d import (
 
 __all__ = [
     "Alignment",
+    "AlignmentQuality",
+    "WeakAlignmentError",
+    "alignment_quality",
+    "fixed_alignment",
+    "labels_with_quality",
+    "quality_from_alignment",
+    "quality_from_json",
     "RelationTruth",
     "align_latents",
     "auroc",

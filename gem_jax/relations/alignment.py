@@ -31,7 +31,7 @@ import numpy as np
 import scipy.optimize
 import scipy.stats
 
-__all__ = ["Alignment", "spearman_matrix", "align_latents", "initial_graph"]
+__all__ = ["Alignment", "spearman_matrix", "align_latents", "fixed_alignment", "initial_graph"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -301,3 +301,17 @@ def initial_graph(S, alignment: Alignment, latent_dim: int) -> np.ndarray:
   graph = np.eye(latent_dim, dtype=np.float64)
   graph[np.ix_(latents, latents)] += weights
   return graph.astype(np.float32)
+
+
+def fixed_alignment(mu, scores, attribute_names: Sequence[str],
+                    latents: Sequence[int]) -> Alignment:
+  """The alignment fixed up front (MLLM-guided training: attribute a is trained into latent
+  latents[a], increasing with the attribute): signs +1, and the measured ``[d, n]`` Spearman
+  correlations of ``mu`` [N, d] with ``scores`` [N, n] (-1 = missing) beside it."""
+  mu, scores = np.asarray(mu), np.asarray(scores)
+  names = tuple(attribute_names)
+  if mu.ndim != 2 or scores.ndim != 2 or len(mu) != len(scores) or scores.shape[1] != len(names):
+    raise ValueError(f"expected mu [N, d] and scores [N, {len(names)}] with the same N, got "
+                     f"{list(mu.shape)} and {list(scores.shape)}")
+  return Alignment(attribute_names=names, latent_of_attribute=tuple(int(k) for k in latents),
+                   signs=(1.0,) * len(names), correlations=spearman_matrix(mu, scores))

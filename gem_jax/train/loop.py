@@ -16,6 +16,7 @@ from gem_jax.files import atomic_write_json
 from gem_jax.plots import save_image
 from gem_jax.train import checkpoints, distributed
 from gem_jax.train.checkpoints import MODEL_KIND
+from gem_jax.train.guide_batches import GuideSet
 from gem_jax.train.metric_writer import MetricWriter, NullWriter
 from gem_jax.train.run_lock import run_lock
 from gem_jax.train.samples import sample_grid
@@ -92,11 +93,14 @@ def _open_or_resume(config, workdir: Path, resume: bool, state: TrainState, mana
 
 def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
                        graph: dict | None = None, vae_params=None,
-                       extra_meta: dict | None = None) -> TrainState:
+                       extra_meta: dict | None = None,
+                       guide: GuideSet | None = None) -> TrainState:
   """Trains for config.train.num_steps; returns the final (unreplicated) state.
 
   graph / vae_params: see `create_train_state` (A_0 and warm-up weights for GEM).
   extra_meta: JSON saved with every checkpoint (e.g. the latent alignment).
+  guide: the scored images of MLLM-guided training (each step also reads
+  config.gem.guidance.batch_size of them; `gem_jax.objectives.guidance`); None: unguided.
   Writes <workdir>/config.json, metrics.jsonl, tensorboard/, samples/ and checkpoints/ (and
   damaged_checkpoints/ when a resume skipped a damaged step). resume: continue from the newest
   checkpoint that reads; without it a workdir holding checkpoints is a RunExistsError. The run
@@ -105,12 +109,15 @@ def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
   arguments; process 0 writes all but the checkpoints, which all processes save together.
   """
   with run_lock(workdir):
-    return _train(resolve_config(config), Path(workdir), resume, graph, vae_params, extra_meta)
+    return _train(resolve_config(config), Path(workdir), resume, graph, vae_params, extra_meta,
+                  guide)
 
 
-def _train(config, workdir: Path, resume: bool, graph, vae_params, extra_meta) -> TrainState:
+def _train(config, workdir: Path, resume: bool, graph, vae_params, extra_meta,
+           guide: GuideSet | None) -> TrainState:
   """train_and_evaluate's body, under the run lock."""
-  cfg = StepConfig.from_config(config)  # the objective and step switches, built once
+  # The objective and step switches, built once.
+  cfg = StepConfig.from_config(config, None if guide is None else guide.latents)
   manager = checkpoints.make_manager(workdir / "checkpoints",
                                      max_to_keep=config.train.keep_checkpoints,
                                      save_interval_steps=config.train.checkpoint_every)
@@ -128,6 +135,8 @@ def _train(config, workdir: Path, resume: bool, graph, vae_params, extra_meta) -
                                 seed=config.seed,
                                 start_step=start, image_size=config.model.image_size,
                                 label_key=config.data.get("label_key"))
+  if guide is not None:
+    batches = _with_guide(batches, guide, config, start, len(devices) // jax.process_count())
   fixed = _fixed_images(config) if main else None
   writer = MetricWriter(workdir, resume_step=start) if main else NullWriter()
   meta = checkpoint_meta(config, extra_meta)
@@ -166,6 +175,13 @@ def _train(config, workdir: Path, resume: bool, graph, vae_params, extra_meta) -
       manager.wait_until_finished()
     writer.close()
   return unreplicate(rstate)
+
+
+def _with_guide(batches, guide: GuideSet, config, start: int, num_devices: int):
+  """The data batches, each with step's guide batch (`GuideSet.batch`) added."""
+  for step, batch in enumerate(batches, start=start + 1):
+    yield {**batch, **guide.batch(step, config.gem.guidance.batch_size, num_devices,
+                                  config.seed)}
 
 
 def _write_samples(config, cfg: StepConfig, state: TrainState, fixed: np.ndarray,

@@ -5,7 +5,9 @@
   2. z = mu + sigma * eps with eps drawn per global example index from the state's RNG, so
      the same global batch gives the same update on one device or several;
   3. the objective's generator loss (`Objective.generator_loss`), plus
-     lambda_anchor * ||A - A_anchor||^2 when the graph learner is on;
+     lambda_anchor * ||A - A_anchor||^2 when the graph learner is on, plus the guided term
+     on the step's scored images when training is MLLM-guided (`Guidance`; batch
+     'guide_image', 'guide_target', 'guide_mask');
   4. the discriminator, if the objective has one, learns its positives against its negatives
      with its own optimizer (optionally with an R1 penalty on its real inputs);
   5. gradients are averaged over devices (lax.pmean) and the anchor moves towards A.
@@ -30,6 +32,7 @@ from gem_jax.models.disgraph import anchor_loss, update_anchor
 from gem_jax.objectives import LossContext, Objective, StepInputs, losses
 from gem_jax.objectives import from_config as objective_from_config
 from gem_jax.objectives.base import AXIS
+from gem_jax.objectives.guidance import Guidance, GuideInputs
 from gem_jax.train.state import (
   TrainState,
   make_disc_optimizer,
@@ -46,7 +49,8 @@ class StepConfig:
 
   lambda_anchor: weight of ||A - A_anchor||^2 (0 without the graph learner); anchor_tau: the
   anchor's moving-average rate; disc_r1_gamma: R1 penalty on the discriminator's real inputs
-  (0: off); disc_r1_stride: R1 on every stride-th real pair of each device's share.
+  (0: off); disc_r1_stride: R1 on every stride-th real pair of each device's share; guidance:
+  the MLLM-guided term (weight, guided latents) or None (unguided: the paper's form).
   """
 
   objective: Objective
@@ -54,14 +58,21 @@ class StepConfig:
   anchor_tau: float = 0.999
   disc_r1_gamma: float = 0.0
   disc_r1_stride: int = 1
+  guidance: Guidance | None = None
 
   @classmethod
-  def from_config(cls, config) -> "StepConfig":
+  def from_config(cls, config, guide_latents: Sequence[int] | None = None) -> "StepConfig":
+    """guide_latents: the guided latents when the run is fed scored images (weight
+    config.gem.guidance.weight); None: unguided."""
     mc = config.model
+    guidance = None
+    if guide_latents is not None:
+      guidance = Guidance(weight=float(config.gem.guidance.weight),
+                          latents=tuple(int(k) for k in guide_latents))
     cfg = cls(objective=objective_from_config(config),
               lambda_anchor=mc.lambda_anchor if mc.graph_learner else 0.0,
               anchor_tau=mc.anchor_tau, disc_r1_gamma=float(mc.disc_r1_gamma),
-              disc_r1_stride=int(mc.disc_r1_stride))
+              disc_r1_stride=int(mc.disc_r1_stride), guidance=guidance)
     if cfg.disc_r1_stride < 1:
       raise ValueError(f"config.model.disc_r1_stride must be >= 1, got {cfg.disc_r1_stride}")
     return cfg
@@ -135,6 +146,13 @@ def generator_loss(params, disc_params, state: TrainState, inputs: StepInputs, *
   ctx = LossContext(params=params, disc_params=disc_params, graph=state.graph, inputs=inputs,
                     out=out, a=a, vae=vae, disc=disc)
   total, metrics, disc_batch = cfg.objective.generator_loss(ctx)
+  if cfg.guidance is not None:
+    if inputs.guide is None:
+      raise ValueError("MLLM-guided training needs the step's scored images (batch "
+                       "'guide_image', 'guide_target', 'guide_mask'); none were fed")
+    l_guide = cfg.guidance.loss(params["vae"], vae, inputs.guide)
+    total = total + cfg.guidance.weight * l_guide
+    metrics["guide"] = l_guide
   if cfg.lambda_anchor:
     l_anchor = anchor_loss(a, state.graph["anchor"])
     total = total + cfg.lambda_anchor * l_anchor
@@ -171,15 +189,21 @@ def _discriminator_update(state: TrainState, disc_batch, *, disc, disc_tx, cfg: 
 def train_step(state: TrainState, batch: dict, *, vae: VAE, graph_module, disc, tx, disc_tx,
                cfg: StepConfig) -> tuple[TrainState, dict]:
   """Per-device body. batch['image']: uint8 [b, H, W, 3] (this device's share); batch
-  ['labels'] [b, k] where the objective needs them (DEAR)."""
+  ['labels'] [b, k] where the objective needs them (DEAR); guided training: batch
+  ['guide_image'] uint8 [g, H, W, 3], ['guide_target'] float32 [g, n], ['guide_mask'] [g, n]."""
   chex.assert_rank(batch["image"], 4)
   x = images_to_float(batch["image"])
   d = vae.latent_dim
   step_key = jax.random.fold_in(state.rng, state.step)
   index = _global_index(x.shape[0])
+  guide = None
+  if "guide_image" in batch:
+    guide = GuideInputs(x=images_to_float(batch["guide_image"]), target=batch["guide_target"],
+                        mask=batch["guide_mask"])
   inputs = StepInputs(x=x, eps=example_noise(jax.random.fold_in(step_key, 0), index, d),
                       prior_eps=example_noise(jax.random.fold_in(step_key, 1), index, d),
-                      perm_key=jax.random.fold_in(step_key, 2), labels=batch.get("labels"))
+                      perm_key=jax.random.fold_in(step_key, 2), labels=batch.get("labels"),
+                      step=state.step, guide=guide)
 
   grad_fn = jax.value_and_grad(generator_loss, has_aux=True)
   (_, (metrics, a, disc_batch)), grads = grad_fn(

@@ -1,0 +1,196 @@
+"""How well each attribute is carried by its aligned latent, and the guard on it.
+
+For every attribute a with latent k_a and sign s_a (an `Alignment`):
+  - score_spearman: s_a * Spearman(mu_{k_a}, scores_a) on the checking images (the held-out
+    scored images when training was guided, else all scored images): what decides the guard;
+  - runner_up: the latent other than k_a with the largest |Spearman| with scores_a, its value
+    and the margin score_spearman - |runner_up|;
+  - truth_spearman: s_a * Spearman(mu_{k_a}, true level of a) on test images, where the data
+    set knows its true factors (synthetic_faces), else None; best_truth_spearman: the largest
+    |Spearman| of any latent with the true level.
+An attribute is *carried* when score_spearman >= min_alignment (config.gem.min_alignment).
+Everything is measured, nothing is assumed: a Hungarian match always assigns every attribute,
+whether or not a latent carries it (docs/design.md, "Alignment quality").
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+
+from gem_jax.relations.alignment import Alignment, spearman_matrix
+
+__all__ = ["AttributeAlignment", "AlignmentQuality", "WeakAlignmentError",
+           "alignment_quality", "quality_from_json", "quality_from_alignment",
+           "labels_with_quality"]
+
+
+class WeakAlignmentError(ValueError):
+  """Some attribute's latent does not carry it (|Spearman| below config.gem.min_alignment)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AttributeAlignment:
+  """One attribute's row of the quality table (see the module docstring)."""
+
+  attribute: str
+  latent: int
+  sign: float
+  score_spearman: float
+  runner_up_latent: int | None
+  runner_up_spearman: float
+  margin: float
+  truth_spearman: float | None = None
+  best_truth_spearman: float | None = None
+  carried: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class AlignmentQuality:
+  """rows: one per attribute, in the alignment's order; min_alignment: the guard's threshold;
+  checked_on: what score_spearman was measured on ('held-out scores (300 images)', ...);
+  truth_on: what truth_spearman was measured on, or None without true factors."""
+
+  rows: tuple[AttributeAlignment, ...]
+  min_alignment: float
+  checked_on: str
+  truth_on: str | None = None
+
+  @property
+  def weak(self) -> tuple[AttributeAlignment, ...]:
+    """The rows whose latent does not carry the attribute."""
+    return tuple(r for r in self.rows if not r.carried)
+
+  def strengths(self) -> tuple[float, ...]:
+    """score_spearman per attribute (the guard's values), in the alignment's order."""
+    return tuple(r.score_spearman for r in self.rows)
+
+  def to_json(self) -> dict:
+    return {"min_alignment": self.min_alignment, "checked_on": self.checked_on,
+            "truth_on": self.truth_on, "rows": [dataclasses.asdict(r) for r in self.rows]}
+
+  def table(self) -> str:
+    """A fixed-width text table for logs and notebooks."""
+    head = (f"{'attribute':<10} {'latent':>6} {'sign':>4} {'rho(scores)':>11} "
+            f"{'runner-up':>11} {'margin':>7} {'rho(truth)':>10} {'best(truth)':>11}  carried")
+    lines = [f"alignment quality (rho: Spearman; scores: {self.checked_on}; truth: "
+             f"{self.truth_on or 'not known for this data set'}; carried: rho(scores) >= "
+             f"{self.min_alignment:g})", head]
+    fmt = lambda v: "" if v is None else f"{v:+.2f}"
+    fmt_abs = lambda v: "" if v is None else f"{v:.2f}"
+    for r in self.rows:
+      runner = ("" if r.runner_up_latent is None
+                else f"z{r.runner_up_latent} {r.runner_up_spearman:.2f}")
+      lines.append(f"{r.attribute:<10} {'z' + str(r.latent):>6} {'+' if r.sign > 0 else '-':>4} "
+                   f"{r.score_spearman:>+11.2f} {runner:>11} {r.margin:>+7.2f} "
+                   f"{fmt(r.truth_spearman):>10} {fmt_abs(r.best_truth_spearman):>11}  "
+                   f"{'yes' if r.carried else 'NO (weak)'}")
+    return "\n".join(lines)
+
+  def error(self) -> WeakAlignmentError:
+    """The pipeline's stop after stage 3: names the weak attributes and what to try."""
+    names = ", ".join(f"{r.attribute} (z{r.latent}: {r.score_spearman:+.2f}, best other latent "
+                      f"{r.runner_up_spearman:.2f})" for r in self.weak)
+    return WeakAlignmentError(
+        f"no latent carries {len(self.weak)} of {len(self.rows)} attributes well enough: "
+        f"{names}; Spearman with the scores ({self.checked_on}) below config.gem.min_alignment="
+        f"{self.min_alignment:g}. Traversals, edits and the graph would name latents after "
+        "attributes they do not carry. Try MLLM-guided training "
+        "(--config.gem.guidance.weight=10), more latents (--config.model.latent_dim=10) or a "
+        "lower warm-up beta (--config.gem.warmup_beta=0.5); or accept it with "
+        "--config.gem.accept_weak_alignment=True (recorded in the stage records; labels then "
+        "mark these attributes as weak). Nothing computed is lost: a rerun reuses the warm-up "
+        "and scores.")
+
+
+def _runner_up(rho: np.ndarray, k: int, a: int) -> tuple[int | None, float]:
+  others = [(abs(rho[j, a]), j) for j in range(rho.shape[0]) if j != k]
+  if not others:
+    return None, 0.0
+  value, j = max(others)
+  return int(j), float(value)
+
+
+def alignment_quality(alignment: Alignment, mu: np.ndarray, scores: np.ndarray,
+                      min_alignment: float, checked_on: str,
+                      truth_mu: np.ndarray | None = None,
+                      truth_levels: np.ndarray | None = None,
+                      truth_on: str | None = None) -> AlignmentQuality:
+  """The quality table of `alignment`.
+
+  Args:
+    alignment: which latent carries which attribute (n attributes, d latents).
+    mu: float [N, d] posterior means of the checking images; scores: int [N, n] their scores
+      (-1 = missing, left out pairwise).
+    min_alignment: the guard's threshold on score_spearman.
+    checked_on: a description of the checking images, for tables and errors.
+    truth_mu: float [M, d] posterior means of images with known true levels truth_levels
+      int [M, n] (same attribute order), or None.
+  """
+  mu, scores = np.asarray(mu), np.asarray(scores)
+  if mu.shape[1] != alignment.latent_dim or scores.shape[1] != alignment.num_attributes:
+    raise ValueError(f"expected mu [N, {alignment.latent_dim}] and scores [N, "
+                     f"{alignment.num_attributes}], got {list(mu.shape)} and "
+                     f"{list(scores.shape)}")
+  rho = spearman_matrix(mu, scores)
+  truth = None if truth_mu is None else spearman_matrix(truth_mu, truth_levels)
+  rows = []
+  for a, name in enumerate(alignment.attribute_names):
+    k, sign = alignment.latent_of_attribute[a], alignment.signs[a]
+    own = float(sign * rho[k, a])
+    runner, runner_value = _runner_up(rho, k, a)
+    rows.append(AttributeAlignment(
+        attribute=name, latent=int(k), sign=float(sign), score_spearman=own,
+        runner_up_latent=runner, runner_up_spearman=runner_value, margin=own - runner_value,
+        truth_spearman=None if truth is None else float(sign * truth[k, a]),
+        best_truth_spearman=None if truth is None else float(np.abs(truth[:, a]).max()),
+        carried=bool(own >= min_alignment)))
+  return AlignmentQuality(rows=tuple(rows), min_alignment=float(min_alignment),
+                          checked_on=checked_on, truth_on=truth_on if truth is not None else None)
+
+
+def quality_from_json(data: Mapping[str, Any] | None) -> AlignmentQuality | None:
+  """Inverse of `AlignmentQuality.to_json`; None for None (runs saved before the table)."""
+  if not data:
+    return None
+  rows = tuple(AttributeAlignment(**r) for r in data["rows"])
+  return AlignmentQuality(rows=rows, min_alignment=float(data["min_alignment"]),
+                          checked_on=data["checked_on"], truth_on=data.get("truth_on"))
+
+
+def quality_from_alignment(alignment: Alignment, min_alignment: float = 0.0) -> AlignmentQuality:
+  """The table that an alignment saved without one still supports: its own correlations with
+  the scores (all scored images, as the Hungarian match used them), no truth."""
+  rho = np.asarray(alignment.correlations)
+  rows = []
+  for a, name in enumerate(alignment.attribute_names):
+    k, sign = alignment.latent_of_attribute[a], alignment.signs[a]
+    own = float(sign * rho[k, a])
+    runner, runner_value = _runner_up(rho, k, a)
+    rows.append(AttributeAlignment(
+        attribute=name, latent=int(k), sign=float(sign), score_spearman=own,
+        runner_up_latent=runner, runner_up_spearman=runner_value, margin=own - runner_value,
+        carried=bool(own >= min_alignment)))
+  return AlignmentQuality(rows=tuple(rows), min_alignment=float(min_alignment),
+                          checked_on="all scored images (saved alignment)")
+
+
+def labels_with_quality(alignment: Alignment, quality: AlignmentQuality | None
+                        ) -> list[str]:
+  """Plot labels of every latent: 'z3: bald (-) ρ 0.82' for a carried attribute, 'z1: gender?
+  (+) weak ρ 0.06' for one its latent does not carry, 'z5: free'."""
+  by_latent = {} if quality is None else {r.latent: r for r in quality.rows}
+  out = []
+  for k in range(alignment.latent_dim):
+    base = alignment.latent_label(k)
+    r = by_latent.get(k)
+    if r is None:
+      out.append(base)
+    elif r.carried:
+      out.append(f"{base} ρ {r.score_spearman:.2f}")
+    else:
+      name = r.attribute
+      out.append(base.replace(f"{name} (", f"{name}? (") + f" weak ρ {r.score_spearman:.2f}")
+  return out
+
