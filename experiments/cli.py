@@ -22,7 +22,13 @@ from gem_jax.config_checks import ConfigError, is_two_stage, validate_config
 from gem_jax.data import DataNotFoundError
 from gem_jax.data.celeba import CelebaFormatError
 from gem_jax.data.image_decode import UnreadableImageError
-from gem_jax.gem_pipeline import ScoringIncompleteError, StageMismatchError, run_gem
+from gem_jax.gem_pipeline import (
+  ScoringIncompleteError,
+  StageMismatchError,
+  WeakAlignmentError,
+  run_gem,
+)
+from gem_jax.objectives.guidance import GuidanceDataError
 from gem_jax.preflight import preflight
 from gem_jax.scorers import ScorerError
 from gem_jax.scoring import ScoringError
@@ -40,7 +46,8 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 # What a user fixes (config, data, key, endpoint, workdir), reported in one line, not a trace.
 DOMAIN_ERRORS = (ConfigError, DataNotFoundError, UnreadableImageError, CelebaFormatError,
                  ScorerError, ScoringError, CheckpointError, RunExistsError, NonFiniteLossError,
-                 RunLockedError, StageMismatchError, ScoringIncompleteError, DistributedError)
+                 RunLockedError, StageMismatchError, ScoringIncompleteError, DistributedError,
+                 WeakAlignmentError, GuidanceDataError)
 
 
 def config_path(name: str) -> str:

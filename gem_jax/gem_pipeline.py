@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -41,6 +40,22 @@ from gem_jax.files import atomic_save_npy, atomic_write_json
 from gem_jax.models import fold_into_decoder
 from gem_jax.models.disgraph import edge_mask, node_mask_from_alignment
 from gem_jax.pipeline_figures import latent_order_truth, write_figures
+from gem_jax.pipeline_settings import (
+  ADDED_STAGE_KEYS,
+  GRAPH_KEYS,
+  GUIDANCE_KEYS,
+  REMOTE_BACKENDS,
+  array_digest,
+  attribute_names,
+  guide_rows,
+  guided_latents,
+  guided_stages,
+  scoring_values,
+  stage4_values,
+  warmup_config,
+  warmup_id,
+  warmup_values,
+)
 from gem_jax.relations import (
   Alignment,
   AlignmentQuality,
@@ -52,10 +67,10 @@ from gem_jax.relations import (
   quality_from_json,
   somers_d,
 )
-from gem_jax.scoring import ScoringOptions, parse_attribute_list, score_images
+from gem_jax.scoring import ScoringOptions, score_images
 from gem_jax.stages import StageMismatchError, check_stage, config_values, write_stage
 from gem_jax.train import checkpoints, distributed, train_and_evaluate
-from gem_jax.train.guide_batches import GuideSet, holdout_split
+from gem_jax.train.guide_batches import GuideSet
 from gem_jax.train.run_lock import run_lock
 from gem_jax.train.state import make_graph_state
 from gem_jax.trained_model import TrainedModel, load
@@ -63,115 +78,13 @@ from gem_jax.trained_model import TrainedModel, load
 __all__ = ["run_gem", "run_shared_stages", "run_stage4", "Stage4Start", "warmup_config",
            "compensated_start", "ScoringIncompleteError", "StageMismatchError",
            "WeakAlignmentError", "check_alignment", "guided_stages", "latent_order_truth",
-           "write_figures"]
+           "write_figures", "attribute_names", "REMOTE_BACKENDS"]
 
-REMOTE_BACKENDS = ("openai", "gemini")
-# What each stage's record names (gem_jax/stages.py): the settings its outputs depend on.
-WARMUP_KEYS = ("seed", "data.name", "data.config", "data.split", "model.arch", "model.latent_dim",
-               "model.image_size", "model.width", "model.hidden", "model.upsample",
-               "model.likelihood", "model.sigma", "model.beta", "model.capacity_max",
-               "model.capacity_steps", "train.batch_size", "train.learning_rate",
-               "train.adam_b1", "train.adam_b2", "train.grad_clip_norm")
-# The settings of MLLM-guided training, recorded by the stages it guides.
-GUIDANCE_KEYS = ("gem.guidance.weight", "gem.guidance.batch_size",
-                 "gem.guidance.holdout_fraction", "gem.guidance.stages")
-SCORING_KEYS = ("data.name", "data.config", "data.split", "gem.num_scored_images",
-                "gem.attributes", "gem.scorer.backend", "gem.scorer.model",
-                "gem.scorer.base_url")
-SCORING_BACKEND_KEYS = {"oracle": ("seed", "gem.scorer.accuracy"),
-                        "replay": ("gem.scorer.replay_path",)}
-GRAPH_KEYS = ("gem.attributes", "model.latent_dim")
-# Keys added to the records after they first existed, with the value older records were made
-# with (so that a run recorded before a key existed still matches).
-ADDED_STAGE_KEYS = {"model.arch": "burgess", "model.capacity_max": 0.0,
-                    "model.capacity_steps": 1, "gem.guidance.weight": 0.0,
-                    "gem.guidance.batch_size": 16, "gem.guidance.holdout_fraction": 0.2,
-                    "gem.guidance.stages": "warmup,gem"}
 TRUTH_IMAGES = 1_000  # test images on which the alignment is checked against true levels
-# Settings that do not change what stage 4 computes (num_steps: a longer run continues it).
-STAGE4_IGNORED = ("data.data_dir", "train.num_steps", "train.log_every", "train.sample_every",
-                  "train.checkpoint_every", "train.keep_checkpoints", "train.num_devices")
 
 
 class ScoringIncompleteError(RuntimeError):
   """Too few scored images got a valid answer (config.gem.min_valid_fraction)."""
-
-
-def scoring_values(config) -> dict:
-  """The settings the scores depend on (the oracle's also on the seed and its accuracy)."""
-  keys = SCORING_KEYS + SCORING_BACKEND_KEYS.get(config.gem.scorer.backend, ())
-  return config_values(config, keys)
-
-
-def stage4_values(config) -> dict:
-  """Every setting of stage 4's config except the pipeline's own (gem.*, recorded by the
-  shared stages; gem.compensate_a0 kept) and STAGE4_IGNORED."""
-  flat = {}
-
-  def walk(node, prefix):
-    for k, v in node.items():
-      if isinstance(v, dict):
-        walk(v, f"{prefix}{k}.")
-      else:
-        flat[f"{prefix}{k}"] = v
-  walk(config.to_dict(), "")
-  return {k: v for k, v in sorted(flat.items()) if k not in STAGE4_IGNORED
-          and (not k.startswith("gem.") or k == "gem.compensate_a0")}
-
-
-def array_digest(array) -> str:
-  """sha256 of an array's dtype, shape and bytes (hex, 16 characters)."""
-  a = np.ascontiguousarray(array)
-  head = f"{a.dtype}{a.shape}".encode()
-  return hashlib.sha256(head + a.tobytes()).hexdigest()[:16]
-
-
-def warmup_config(config):
-  """The β-VAE branch alone (objective 'beta_vae', A = I, no discriminator) for
-  config.gem.warmup_steps, with beta = config.gem.warmup_beta where set and a capacity ramp to
-  config.gem.warmup_capacity nats over the warm-up where set."""
-  c = config.copy_and_resolve_references()
-  c.model.name, c.model.graph_learner, c.model.adversarial = "warmup", False, False
-  c.model.objective = "beta_vae"
-  c.model.lambda_dis = 1.0
-  c.train.num_steps = config.gem.warmup_steps
-  c.train.batch_size = config.gem.warmup_batch_size
-  c.train.learning_rate = config.gem.warmup_learning_rate
-  if config.gem.get("warmup_beta") is not None:
-    c.model.beta = float(config.gem.warmup_beta)
-  if config.gem.get("warmup_capacity") is not None:
-    c.model.capacity_max = float(config.gem.warmup_capacity)
-    c.model.capacity_steps = int(config.gem.warmup_steps)
-  return c
-
-
-def attribute_names(config) -> list[str]:
-  """The n attributes of config.gem.attributes ('bangs,bald,...'), at most one per latent."""
-  names = parse_attribute_list(config.gem.attributes)
-  if len(names) > config.model.latent_dim:
-    raise ValueError(f"{len(names)} attributes but latent_dim={config.model.latent_dim}: "
-                     "each attribute needs its own latent")
-  return names
-
-
-def guided_stages(config) -> tuple[str, ...]:
-  """The stages MLLM-guided training supervises ('warmup', 'gem'); () when unguided
-  (config.gem.guidance.weight = 0, the paper's form)."""
-  guidance = config.gem.get("guidance")
-  if guidance is None or not guidance.weight:
-    return ()
-  return tuple(s.strip() for s in guidance.stages.split(",") if s.strip())
-
-
-def guided_latents(config) -> tuple[int, ...]:
-  """The latent of each attribute under guidance, fixed up front: latent a for the a-th
-  attribute of config.gem.attributes (docs/design.md, "MLLM-guided training")."""
-  return tuple(range(len(attribute_names(config))))
-
-
-def guide_rows(config, num_scored: int) -> tuple[np.ndarray, np.ndarray]:
-  """(guided, held-out) rows of the scored images (`holdout_split` by config.seed)."""
-  return holdout_split(num_scored, float(config.gem.guidance.holdout_fraction), config.seed)
 
 
 def make_guide(config, examples: dict, scores: np.ndarray) -> GuideSet:
@@ -179,20 +92,6 @@ def make_guide(config, examples: dict, scores: np.ndarray) -> GuideSet:
   rows, _ = guide_rows(config, len(scores))
   return GuideSet.from_scores(examples["image"], scores, attribute_names(config),
                               guided_latents(config), rows)
-
-
-def warmup_values(config) -> dict:
-  """The warm-up's recorded settings (with the guidance keys when the warm-up is guided)."""
-  keys = WARMUP_KEYS + (GUIDANCE_KEYS if "warmup" in guided_stages(config) else ())
-  return config_values(warmup_config(config), keys)
-
-
-def warmup_id(config) -> str:
-  """Names the warm-up a later stage was built on: its recorded settings and final step."""
-  values = {k: v for k, v in warmup_values(config).items()
-            if k not in ADDED_STAGE_KEYS or v != ADDED_STAGE_KEYS[k]}
-  values = json.dumps(values, sort_keys=True)
-  return hashlib.sha256(values.encode()).hexdigest()[:16] + f"@{config.gem.warmup_steps}"
 
 
 def _is_done(stage_dir: Path, name: str, values: dict, inputs: dict, has_outputs: bool,
@@ -253,25 +152,24 @@ def run_alignment(config, workdir: Path, warmup_dir: Path, images: np.ndarray,
   values = config_values(config, GRAPH_KEYS + (GUIDANCE_KEYS if guided else ()))
   inputs = {"warmup": warmup_id(config), "scores": array_digest(scores)}
   path = workdir / "alignment.json"
+  model = None
   if _is_done(workdir, "alignment", values, inputs, path.exists()):
     saved = json.loads(path.read_text())
-    quality = quality_from_json(saved.get("quality"))
-    if quality is not None:
-      return (Alignment.from_json(saved), np.load(workdir / "somers_d.npy"),
-              np.load(workdir / "a0.npy"), quality)
-    logging.info("%s holds no alignment quality (an earlier version): measuring it", path)
+    alignment, quality = Alignment.from_json(saved), quality_from_json(saved.get("quality"))
+    s, a0 = np.load(workdir / "somers_d.npy"), np.load(workdir / "a0.npy")
+    if quality is None:  # saved by an earlier version: measure it, keep the rest
+      logging.info("%s holds no alignment quality (an earlier version): measuring it", path)
+      model = load(str(warmup_dir))
+      quality = _quality(config, model, alignment, model.encode(images)[0], scores, guided)
+      distributed.on_main(lambda: atomic_write_json(path, {**saved,
+                                                           "quality": quality.to_json()}),
+                          f"saving the alignment quality in {workdir}")
+    return alignment, s, a0, quality
   model = load(str(warmup_dir))  # on every process, as all restore
   mu, _ = model.encode(images)
-  if guided:
-    alignment = fixed_alignment(mu, scores, names, guided_latents(config))
-    rows = guide_rows(config, len(scores))[1]
-    checked_on = f"{len(rows)} held-out scored images (never guided)"
-  else:
-    alignment = align_latents(mu, scores, names)
-    rows = np.arange(len(scores))
-    checked_on = f"all {len(scores)} scored images (the Hungarian match's own)"
-  quality = alignment_quality(alignment, mu[rows], scores[rows], config.gem.min_alignment,
-                              checked_on, *_truth_codes(config, model, names))
+  alignment = (fixed_alignment(mu, scores, names, guided_latents(config)) if guided
+               else align_latents(mu, scores, names))
+  quality = _quality(config, model, alignment, mu, scores, guided)
   s = np.asarray(somers_d(scores))
   a0 = initial_graph(s, alignment, config.model.latent_dim)
 
@@ -283,6 +181,21 @@ def run_alignment(config, workdir: Path, warmup_dir: Path, images: np.ndarray,
 
   distributed.on_main(save, f"saving the alignment in {workdir}")
   return alignment, s, a0, quality
+
+
+def _quality(config, model: TrainedModel, alignment: Alignment, mu: np.ndarray,
+             scores: np.ndarray, guided: bool) -> AlignmentQuality:
+  """`alignment_quality` on the held-out scored images (guided) or all of them (unguided: the
+  Hungarian match's own), and on the true levels where the data set knows them."""
+  if guided:
+    rows = guide_rows(config, len(scores))[1]
+    checked_on = f"{len(rows)} held-out scored images (never guided)"
+  else:
+    rows = np.arange(len(scores))
+    checked_on = f"all {len(scores)} scored images (the Hungarian match's own)"
+  return alignment_quality(alignment, mu[rows], scores[rows], config.gem.min_alignment,
+                           checked_on, *_truth_codes(config, model,
+                                                     list(alignment.attribute_names)))
 
 
 def _truth_codes(config, model: TrainedModel, names: list[str]) -> tuple:

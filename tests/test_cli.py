@@ -16,6 +16,8 @@ from gem_jax.config_checks import ConfigError
 from gem_jax.data import DataNotFoundError
 from gem_jax.data.celeba import CelebaFormatError
 from gem_jax.data.image_decode import UnreadableImageError
+from gem_jax.objectives.guidance import GuidanceDataError
+from gem_jax.relations import WeakAlignmentError
 from gem_jax.scorers import MissingScoreError, ScorerAuthError, ScorerRequestError
 from gem_jax.train import CheckpointError, NonFiniteLossError, RunExistsError
 
@@ -80,6 +82,8 @@ DOMAIN = [
     ScorerAuthError("openai scorer: HTTP 401"),
     ScorerRequestError("openai:gpt-4o: giving up"),
     MissingScoreError("replay scorer: no score for image 0a1b"),
+    WeakAlignmentError("no latent carries 1 of 6 attributes well enough: gender (z2: +0.06)"),
+    GuidanceDataError("the scores cannot guide these attributes: bald: every valid score is 0"),
 ]
 
 

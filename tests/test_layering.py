@@ -28,7 +28,7 @@ LAYERS = (
     ("scoring",),
     ("metrics",),
     ("config_checks",),
-    ("evaluation", "gem_pipeline", "pipeline_figures"),
+    ("evaluation", "gem_pipeline", "pipeline_figures", "pipeline_settings"),
     ("preflight",),
     ("__init__",),
 )

@@ -15,7 +15,7 @@ from PIL import Image
 
 from experiments import score_attributes
 from experiments.configs import synthetic_gem
-from gem_jax import gem_pipeline, scoring
+from gem_jax import gem_pipeline, pipeline_figures, scoring
 from gem_jax.data import get_dataset, load_examples
 from gem_jax.data import synthetic_faces as sf
 from gem_jax.relations import somers_d
@@ -377,4 +377,4 @@ def test_pipeline_stage_and_cli_write_one_scores_json(oracle_run, tfds_dir, tmp_
   old = {"attributes": ATTRS, "scorer": cli["scorer"], "is_simulation": True}
   for meta in (pipe, old):  # a TrainedModel's meta holds scores.json under "scorer"
     model = types.SimpleNamespace(meta={"scorer": meta})
-    assert gem_pipeline._simulation_note(model) == "scores: SIMULATED (oracle)"
+    assert pipeline_figures._simulation_note(model) == "scores: SIMULATED (oracle)"

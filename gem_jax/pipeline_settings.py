@@ -1,0 +1,130 @@
+"""What each stage of GEM's pipeline depends on: the settings its stage record names
+(gem_jax/stages.py), the warm-up's config, the attributes and which stages are MLLM-guided.
+`gem_jax.gem_pipeline` runs the stages; this module only reads configs."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+from gem_jax.scoring import parse_attribute_list
+from gem_jax.stages import config_values
+from gem_jax.train.guide_batches import holdout_split
+
+REMOTE_BACKENDS = ("openai", "gemini")
+# What each stage's record names (gem_jax/stages.py): the settings its outputs depend on.
+WARMUP_KEYS = ("seed", "data.name", "data.config", "data.split", "model.arch", "model.latent_dim",
+               "model.image_size", "model.width", "model.hidden", "model.upsample",
+               "model.likelihood", "model.sigma", "model.beta", "model.capacity_max",
+               "model.capacity_steps", "train.batch_size", "train.learning_rate",
+               "train.adam_b1", "train.adam_b2", "train.grad_clip_norm")
+# The settings of MLLM-guided training, recorded by the stages it guides.
+GUIDANCE_KEYS = ("gem.guidance.weight", "gem.guidance.batch_size",
+                 "gem.guidance.holdout_fraction", "gem.guidance.stages")
+SCORING_KEYS = ("data.name", "data.config", "data.split", "gem.num_scored_images",
+                "gem.attributes", "gem.scorer.backend", "gem.scorer.model",
+                "gem.scorer.base_url")
+SCORING_BACKEND_KEYS = {"oracle": ("seed", "gem.scorer.accuracy"),
+                        "replay": ("gem.scorer.replay_path",)}
+GRAPH_KEYS = ("gem.attributes", "model.latent_dim")
+# Keys added to the records after they first existed, with the value older records were made
+# with (so that a run recorded before a key existed still matches).
+ADDED_STAGE_KEYS = {"model.arch": "burgess", "model.capacity_max": 0.0,
+                    "model.capacity_steps": 1, "gem.guidance.weight": 0.0,
+                    "gem.guidance.batch_size": 16, "gem.guidance.holdout_fraction": 0.2,
+                    "gem.guidance.stages": "warmup,gem"}
+# Settings that do not change what stage 4 computes (num_steps: a longer run continues it).
+STAGE4_IGNORED = ("data.data_dir", "train.num_steps", "train.log_every", "train.sample_every",
+                  "train.checkpoint_every", "train.keep_checkpoints", "train.num_devices")
+
+
+def scoring_values(config) -> dict:
+  """The settings the scores depend on (the oracle's also on the seed and its accuracy)."""
+  keys = SCORING_KEYS + SCORING_BACKEND_KEYS.get(config.gem.scorer.backend, ())
+  return config_values(config, keys)
+
+
+def stage4_values(config) -> dict:
+  """Every setting of stage 4's config except the pipeline's own (gem.*, recorded by the
+  shared stages; gem.compensate_a0 kept) and STAGE4_IGNORED."""
+  flat = {}
+
+  def walk(node, prefix):
+    for k, v in node.items():
+      if isinstance(v, dict):
+        walk(v, f"{prefix}{k}.")
+      else:
+        flat[f"{prefix}{k}"] = v
+  walk(config.to_dict(), "")
+  return {k: v for k, v in sorted(flat.items()) if k not in STAGE4_IGNORED
+          and (not k.startswith("gem.") or k == "gem.compensate_a0")}
+
+
+def array_digest(array) -> str:
+  """sha256 of an array's dtype, shape and bytes (hex, 16 characters)."""
+  a = np.ascontiguousarray(array)
+  head = f"{a.dtype}{a.shape}".encode()
+  return hashlib.sha256(head + a.tobytes()).hexdigest()[:16]
+
+
+def warmup_config(config):
+  """The β-VAE branch alone (objective 'beta_vae', A = I, no discriminator) for
+  config.gem.warmup_steps, with beta = config.gem.warmup_beta where set and a capacity ramp to
+  config.gem.warmup_capacity nats over the warm-up where set."""
+  c = config.copy_and_resolve_references()
+  c.model.name, c.model.graph_learner, c.model.adversarial = "warmup", False, False
+  c.model.objective = "beta_vae"
+  c.model.lambda_dis = 1.0
+  c.train.num_steps = config.gem.warmup_steps
+  c.train.batch_size = config.gem.warmup_batch_size
+  c.train.learning_rate = config.gem.warmup_learning_rate
+  if config.gem.get("warmup_beta") is not None:
+    c.model.beta = float(config.gem.warmup_beta)
+  if config.gem.get("warmup_capacity") is not None:
+    c.model.capacity_max = float(config.gem.warmup_capacity)
+    c.model.capacity_steps = int(config.gem.warmup_steps)
+  return c
+
+
+def attribute_names(config) -> list[str]:
+  """The n attributes of config.gem.attributes ('bangs,bald,...'), at most one per latent."""
+  names = parse_attribute_list(config.gem.attributes)
+  if len(names) > config.model.latent_dim:
+    raise ValueError(f"{len(names)} attributes but latent_dim={config.model.latent_dim}: "
+                     "each attribute needs its own latent")
+  return names
+
+
+def guided_stages(config) -> tuple[str, ...]:
+  """The stages MLLM-guided training supervises ('warmup', 'gem'); () when unguided
+  (config.gem.guidance.weight = 0, the paper's form)."""
+  guidance = config.gem.get("guidance")
+  if guidance is None or not guidance.weight:
+    return ()
+  return tuple(s.strip() for s in guidance.stages.split(",") if s.strip())
+
+
+def guided_latents(config) -> tuple[int, ...]:
+  """The latent of each attribute under guidance, fixed up front: latent a for the a-th
+  attribute of config.gem.attributes (docs/design.md, "MLLM-guided training")."""
+  return tuple(range(len(attribute_names(config))))
+
+
+def guide_rows(config, num_scored: int) -> tuple[np.ndarray, np.ndarray]:
+  """(guided, held-out) rows of the scored images (`holdout_split` by config.seed)."""
+  return holdout_split(num_scored, float(config.gem.guidance.holdout_fraction), config.seed)
+
+
+def warmup_values(config) -> dict:
+  """The warm-up's recorded settings (with the guidance keys when the warm-up is guided)."""
+  keys = WARMUP_KEYS + (GUIDANCE_KEYS if "warmup" in guided_stages(config) else ())
+  return config_values(warmup_config(config), keys)
+
+
+def warmup_id(config) -> str:
+  """Names the warm-up a later stage was built on: its recorded settings and final step."""
+  values = {k: v for k, v in warmup_values(config).items()
+            if k not in ADDED_STAGE_KEYS or v != ADDED_STAGE_KEYS[k]}
+  values = json.dumps(values, sort_keys=True)
+  return hashlib.sha256(values.encode()).hexdigest()[:16] + f"@{config.gem.warmup_steps}"

@@ -1,0 +1,144 @@
+"""How well each attribute is carried by its latent: the quality table, the labels that say so,
+the pipeline's guard that stops after stage 3, and runs saved before the table existed."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+
+import gem_jax
+from experiments.configs import synthetic_gem
+from gem_jax import gem_pipeline
+from gem_jax.relations import (
+  Alignment,
+  WeakAlignmentError,
+  align_latents,
+  alignment_quality,
+  fixed_alignment,
+  labels_with_quality,
+  quality_from_alignment,
+  quality_from_json,
+)
+
+NAMES = ("bangs", "gender")
+FIXTURE = Path(__file__).parent / "fixtures" / "runs_191b7d6"
+
+
+def _data(n=400, seed=0):
+  """Scores [n, 2] and codes [n, 3]: z0 = -bangs + noise (flipped), z2 weakly gender, z1
+  noise; the truth is the scores themselves."""
+  rng = np.random.default_rng(seed)
+  scores = rng.integers(0, 6, (n, 2))
+  mu = np.stack([-scores[:, 0] + 0.5 * rng.normal(size=n), rng.normal(size=n),
+                 0.3 * scores[:, 1] + 2.0 * rng.normal(size=n)], axis=1)
+  return mu, scores
+
+
+def _rho(x, y):
+  return scipy.stats.spearmanr(x, y).statistic
+
+
+def test_the_table_holds_each_attributes_signed_spearman_runner_up_and_truth():
+  mu, scores = _data()
+  alignment = align_latents(mu, scores, NAMES)
+  assert alignment.latent_of_attribute == (0, 2) and alignment.signs == (-1.0, 1.0)
+  truth_mu, truth = _data(300, seed=1)
+  q = alignment_quality(alignment, mu, scores, 0.4, "all 400", truth_mu, truth, "300 truth")
+  bangs, gender = q.rows
+  assert bangs.score_spearman == pytest.approx(-_rho(mu[:, 0], scores[:, 0]))
+  assert bangs.truth_spearman == pytest.approx(-_rho(truth_mu[:, 0], truth[:, 0]))
+  runner = max((abs(_rho(mu[:, k], scores[:, 0])), k) for k in (1, 2))
+  assert (bangs.runner_up_latent, bangs.runner_up_spearman) == (runner[1],
+                                                                pytest.approx(runner[0]))
+  assert bangs.margin == pytest.approx(bangs.score_spearman - runner[0])
+  assert gender.best_truth_spearman == pytest.approx(
+      max(abs(_rho(truth_mu[:, k], truth[:, 1])) for k in range(3)))
+  assert bangs.carried and bangs.score_spearman > 0.9
+  assert not gender.carried and 0 < gender.score_spearman < 0.4
+  assert [r.attribute for r in q.weak] == ["gender"]
+  assert q.strengths() == (bangs.score_spearman, gender.score_spearman)
+
+
+def test_a_fixed_alignment_can_measure_negative_and_keeps_its_latents():
+  mu, scores = _data()
+  alignment = fixed_alignment(mu, scores, NAMES, (0, 1))
+  assert alignment.latent_of_attribute == (0, 1) and alignment.signs == (1.0, 1.0)
+  q = alignment_quality(alignment, mu, scores, 0.4, "held-out")
+  assert q.rows[0].score_spearman < -0.9 and not q.rows[0].carried  # trained the wrong way
+  assert q.rows[0].truth_spearman is None and q.truth_on is None
+
+
+def test_the_table_round_trips_through_json():
+  mu, scores = _data()
+  q = alignment_quality(align_latents(mu, scores, NAMES), mu, scores, 0.4, "all", mu, scores,
+                        "truth")
+  assert quality_from_json(json.loads(json.dumps(q.to_json()))) == q
+  assert quality_from_json(None) is None
+
+
+def test_labels_mark_weak_attributes_and_never_name_them_plainly():
+  mu, scores = _data()
+  alignment = align_latents(mu, scores, NAMES)
+  q = alignment_quality(alignment, mu, scores, 0.4, "all")
+  labels = labels_with_quality(alignment, q)
+  assert labels[0] == f"z0: bangs (-) ρ {q.rows[0].score_spearman:.2f}"
+  assert labels[1] == "z1: free"
+  assert labels[2] == f"z2: gender? (+) weak ρ {q.rows[1].score_spearman:.2f}"
+
+
+def test_the_weak_alignment_error_names_attributes_correlations_and_what_to_try():
+  mu, scores = _data()
+  q = alignment_quality(align_latents(mu, scores, NAMES), mu, scores, 0.4, "all 400 images")
+  message = str(q.error())
+  assert message.startswith("no latent carries 1 of 2 attributes well enough: gender (z2: +0.")
+  for hint in ("all 400 images", "config.gem.min_alignment=0.4", "guidance.weight",
+               "latent_dim", "warmup_beta", "accept_weak_alignment=True", "Nothing computed"):
+    assert hint in message
+
+
+def test_an_alignment_saved_without_a_table_still_gives_one():
+  mu, scores = _data()
+  alignment = align_latents(mu, scores, NAMES)
+  q = quality_from_alignment(Alignment.from_json(alignment.to_json()), 0.4)
+  assert [r.score_spearman for r in q.rows] == pytest.approx(
+      [-_rho(mu[:, 0], scores[:, 0]), _rho(mu[:, 2], scores[:, 1])])
+  assert [r.carried for r in q.rows] == [True, False]
+
+
+def test_an_old_run_without_the_table_loads_and_labels_its_latents():
+  model = gem_jax.load(str(FIXTURE / "gem" / "gem"))
+  q = model.alignment_quality()
+  assert q is not None and q.checked_on == "all scored images (saved alignment)"
+  assert len(q.rows) == 6 and all(r.truth_spearman is None for r in q.rows)
+  rho = np.asarray(model.alignment.correlations)
+  for r in q.rows:
+    a = model.alignment.attribute_names.index(r.attribute)
+    assert r.score_spearman == pytest.approx(r.sign * rho[r.latent, a])
+  assert all(" ρ " in label for label in model.latent_labels())
+
+
+@pytest.mark.slow
+def test_weak_alignment_stops_after_stage_3_and_an_explicit_accept_goes_on(tfds_dir, tmp_path,
+                                                                           monkeypatch):
+  config = synthetic_gem.get_config("tiny,gem")
+  config.data.data_dir = tfds_dir
+  config.gem.accept_weak_alignment = False
+  config.gem.min_alignment = 0.99  # nothing a 4-step warm-up learns reaches it
+  with pytest.raises(WeakAlignmentError, match="no latent carries 6 of 6 attributes"):
+    gem_pipeline.run_gem(config, tmp_path)
+  saved = json.loads((tmp_path / "graph" / "alignment.json").read_text())
+  assert len(saved["quality"]["rows"]) == 6 and saved["quality"]["truth_on"]
+  assert not (tmp_path / "gem").exists()  # stage 4 never started
+  trained = []
+  real = gem_pipeline.train_and_evaluate
+  monkeypatch.setattr(gem_pipeline, "train_and_evaluate",
+                      lambda c, workdir, **k: trained.append(Path(workdir).name)
+                      or real(c, workdir, **k))
+  config.gem.accept_weak_alignment = True
+  model = gem_pipeline.run_gem(config, tmp_path)
+  assert trained == ["gem"]  # the warm-up, scores and alignment were reused
+  record = json.loads((tmp_path / "gem" / "stage.json").read_text())
+  assert sorted(record["accepted_weak_alignment"]) == sorted(synthetic_gem.ATTRIBUTES)
+  assert all(" weak ρ " in label for label in model.latent_labels())
+  assert model.meta["alignment_quality"]["rows"] == saved["quality"]["rows"]
