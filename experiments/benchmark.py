@@ -7,6 +7,7 @@
     python -m experiments.benchmark --model gem --run_tokens paper_arch --batch_size 8 --steps 3
     python -m experiments.benchmark --model input_pipeline --batch_size 256
     python -m experiments.benchmark --model fid_inception --batch_size 50 --steps 5
+    python -m experiments.benchmark --model gem --batch_size 32 --num_seeds 8
 
 A model is a method of METHOD_TOKENS in experiments/configs/synthetic_gem.py (vae, beta_vae,
 beta_tcvae, factor_vae, dear, gem_single, gem), built from its tokens plus --run_tokens.
@@ -34,6 +35,7 @@ import numpy as np
 from absl import app, flags
 
 from experiments.benchmark_relations import benchmark_somers_d
+from experiments.benchmark_seeds import benchmark_seeds
 from experiments.configs import synthetic_gem
 from experiments.configs.synthetic_gem import METHOD_TOKENS
 from gem_jax import objectives
@@ -57,6 +59,8 @@ _EPOCH = flags.DEFINE_integer("epoch_size", 60_000, "Images per epoch (synthetic
 _DATA_CONFIG = flags.DEFINE_string("data_config", None,
                                    "input_pipeline: synthetic_faces builder config override.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "fid_inception: input image side.")
+_SEEDS = flags.DEFINE_integer("num_seeds", 0, "> 0: time this many seeds' steps vmapped in "
+                              "one step against as many sequential steps (one device).")
 
 
 def _peak_rss_mib() -> float:
@@ -178,6 +182,15 @@ def benchmark_fid_inception(batch_size: int, steps: int, image_size: int) -> dic
           **_peak_memory()}
 
 
+def _labels(config, shape: tuple) -> np.ndarray | None:
+  """Random labels [*shape, k] 0..label_max where the method reads them (DEAR), else None."""
+  if not config.data.get("label_key"):
+    return None
+  return np.random.default_rng(1).integers(0, int(config.data.label_max) + 1,
+                                           shape + (config.model.dear_num_factors,),
+                                           dtype=np.int32)
+
+
 def benchmark_train_step(config, batch_size: int, steps: int) -> dict:
   """Median step time over `steps` steps after one compile/warm-up step."""
   devices = jax.local_devices()[:config.train.num_devices or None]
@@ -189,10 +202,9 @@ def benchmark_train_step(config, batch_size: int, steps: int) -> dict:
   images = np.random.default_rng(0).integers(0, 256, (len(devices), batch_size // len(devices),
                                                       size, size, 3), dtype=np.uint8)
   batch = {"image": images}
-  if config.data.get("label_key"):  # DEAR's weak supervision reads labels 0..label_max
-    batch["labels"] = np.random.default_rng(1).integers(
-        0, int(config.data.label_max) + 1, images.shape[:2] + (config.model.dear_num_factors,),
-        dtype=np.int32)
+  labels = _labels(config, images.shape[:2])
+  if labels is not None:
+    batch["labels"] = labels
   rstate = replicate(state, devices)
   t = time.perf_counter()
   rstate, metrics = step_fn(rstate, batch)
@@ -247,6 +259,11 @@ def main(argv):
     config.model.upsample = _UPSAMPLE.value
   if "dataset_size" in config.model and not config.model.dataset_size:
     config.model.dataset_size = _EPOCH.value  # β-TCVAE's MWS estimate needs N
+  if _SEEDS.value:
+    result = benchmark_seeds(config, _BATCH.value, _STEPS.value, _SEEDS.value,
+                             _labels(config, (1, _BATCH.value)))
+    print(json.dumps({**result, "method": _MODEL.value}))
+    return
   result = benchmark_train_step(config, _BATCH.value, _STEPS.value)
   result["method"] = _MODEL.value
   result["seconds_per_epoch"] = _EPOCH.value / result["images_per_s"]

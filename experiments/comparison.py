@@ -30,7 +30,7 @@ from experiments.configs import synthetic_gem
 from experiments.configs.table1 import METHOD_TOKENS
 from gem_jax.data import get_dataset, load_examples
 from gem_jax.evaluation import evaluate_model, make_extractor
-from gem_jax.gem_pipeline import attribute_names, run_gem
+from gem_jax.gem_pipeline import attribute_names, guided_stages, run_gem
 from gem_jax.metrics.features import metric_label
 from gem_jax.scoring import scorer_accuracy
 from gem_jax.train import checkpoints, run_lock, train_and_evaluate
@@ -100,7 +100,8 @@ def train_method(table, root: Path, method: str, seed: int) -> Path:
     return out
   logging.info("%s seed %d: training into %s", method, seed, out)
   if method in GEM_METHODS:
-    _seed_warmup_from_beta_vae(table, root, seed, run_dir(root, method, seed))
+    if "warmup" not in guided_stages(config):  # a guided warm-up is GEM's own
+      _seed_warmup_from_beta_vae(table, root, seed, run_dir(root, method, seed))
     run_gem(config, run_dir(root, method, seed))
   else:
     train_and_evaluate(config, out, resume=True)

@@ -137,6 +137,7 @@ RULES: tuple[tuple[str, Check], ...] = (
     ("model.disc_hidden", integer(1)),
     ("model.disc_r1_gamma", NON_NEGATIVE),
     ("model.disc_r1_stride", integer(1)),
+    ("model.disc_r1_interval", integer(1)),
     ("model.capacity_max", NON_NEGATIVE),
     ("model.capacity_steps", integer(1)),
     ("model.objective", choice(tuple(objectives.OBJECTIVES))),

@@ -78,7 +78,7 @@ from gem_jax.trained_model import TrainedModel, load
 __all__ = ["run_gem", "run_shared_stages", "run_stage4", "Stage4Start", "warmup_config",
            "compensated_start", "ScoringIncompleteError", "StageMismatchError",
            "WeakAlignmentError", "check_alignment", "guided_stages", "latent_order_truth",
-           "write_figures", "attribute_names", "REMOTE_BACKENDS"]
+           "write_figures", "attribute_names", "REMOTE_BACKENDS", "make_guide"]
 
 TRUTH_IMAGES = 1_000  # test images on which the alignment is checked against true levels
 

@@ -31,6 +31,7 @@ GRAPH_KEYS = ("gem.attributes", "model.latent_dim")
 # Keys added to the records after they first existed, with the value older records were made
 # with (so that a run recorded before a key existed still matches).
 ADDED_STAGE_KEYS = {"model.arch": "burgess", "model.capacity_max": 0.0,
+                    "model.disc_r1_interval": 1,
                     "model.capacity_steps": 1, "gem.guidance.weight": 0.0,
                     "gem.guidance.batch_size": 16, "gem.guidance.holdout_fraction": 0.2,
                     "gem.guidance.stages": "warmup,gem"}

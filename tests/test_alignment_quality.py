@@ -10,6 +10,7 @@ import scipy.stats
 import gem_jax
 from experiments.configs import synthetic_gem
 from gem_jax import gem_pipeline
+from gem_jax.data import get_dataset
 from gem_jax.relations import (
   Alignment,
   WeakAlignmentError,
@@ -142,3 +143,14 @@ def test_weak_alignment_stops_after_stage_3_and_an_explicit_accept_goes_on(tfds_
   assert sorted(record["accepted_weak_alignment"]) == sorted(synthetic_gem.ATTRIBUTES)
   assert all(" weak ρ " in label for label in model.latent_labels())
   assert model.meta["alignment_quality"]["rows"] == saved["quality"]["rows"]
+
+
+def test_only_data_sets_that_know_their_factors_report_true_levels():
+  levels = np.arange(18).reshape(3, 6) % 6
+  faces = get_dataset("synthetic_faces")
+  np.testing.assert_array_equal(faces.true_levels({"attributes": levels}, ["gender", "bangs"]),
+                                levels[:, [2, 0]])
+  with pytest.raises(ValueError, match="has no attribute smile"):
+    faces.true_levels({"attributes": levels}, ["smile"])
+  # CelebA's labels are annotations, not the factors: score correlations only.
+  assert get_dataset("celeba").true_levels({"gem_labels": np.ones((3, 6))}, ["bald"]) is None

@@ -88,6 +88,7 @@ def _base() -> ml_collections.ConfigDict:
   c.model.disc_hidden = 256
   c.model.disc_r1_gamma = 10.0     # R1 penalty on D's real pairs (0: off; docs/decisions.md)
   c.model.disc_r1_stride = 8       # R1 on every 8th real pair: 1/8 of its cost (decisions.md)
+  c.model.disc_r1_interval = 1     # R1 on every k-th step, weight x k (lazy R1; decisions.md)
   c.model.objective = GEM_OBJECTIVE  # gem_scm (GEM) | beta_vae (paper form, branch) | ...
   c.model.capacity_max = 0.0       # nats; > 0: beta * |KL - C(t)| (Burgess et al. 2018)
   c.model.capacity_steps = 1       # C(t) reaches capacity_max after this many steps

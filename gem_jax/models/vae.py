@@ -94,12 +94,12 @@ class Decoder(nn.Module):
 class VAE(nn.Module):
   """Encoder + reparameterised sample + z_rel = A^T z + decoder.
 
-  `__call__(x, noise, adjacency)` with x [B, H, W, 3] in [0, 1], noise [B, d] ~ N(0, I)
-  and adjacency [d, d] returns a dict with mu, logvar, z, z_rel [B, d] and logits
-  [B, H, W, 3]. The noise is an argument (not drawn inside) so that the train step
-  controls the RNG stream per example. `arch`: 'burgess' (Burgess et al. 2018, the default)
-  or 'paper' (`gem_jax.models.paper`; `width` is its base channel count, `hidden` the
-  encoder's dense layer, `upsample` unused).
+  `__call__(x, noise, adjacency[, prior_z])` with x [B, H, W, 3] in [0, 1], noise [B, d] ~
+  N(0, I) and adjacency [d, d] returns a dict with mu, logvar, z, z_rel [B, d] and logits
+  [B, H, W, 3] (and, given prior_z, its decodings 'prior_logits'). The noise is an argument
+  (not drawn inside) so that the train step controls the RNG stream per example. `arch`:
+  'burgess' (Burgess et al. 2018, the default) or 'paper' (`gem_jax.models.paper`; `width` is
+  its base channel count, `hidden` the encoder's dense layer, `upsample` unused).
   """
 
   latent_dim: int = 6
@@ -122,13 +122,22 @@ class VAE(nn.Module):
     self.decoder = Decoder(self.image_size, self.channels, self.width, self.hidden, n,
                            self.upsample)
 
-  def __call__(self, x: jax.Array, noise: jax.Array, adjacency: jax.Array) -> dict:
+  def __call__(self, x: jax.Array, noise: jax.Array, adjacency: jax.Array,
+               prior_z: jax.Array | None = None) -> dict:
+    """prior_z [B', d] (optional): latents of the prior, decoded in the same decoder call as
+    the reconstructions (one batch of B + B'; no layer mixes examples) into 'prior_logits'
+    [B', H, W, 3]."""
     chex.assert_shape(x, (None, self.image_size, self.image_size, self.channels))
     mu, logvar = self.encoder(x)
     chex.assert_equal_shape([mu, noise])
     z = mu + jnp.exp(0.5 * logvar) * noise
     z_rel = relate(z, adjacency)
-    return dict(mu=mu, logvar=logvar, z=z, z_rel=z_rel, logits=self.decoder(z_rel))
+    if prior_z is None:
+      return dict(mu=mu, logvar=logvar, z=z, z_rel=z_rel, logits=self.decoder(z_rel))
+    chex.assert_shape(prior_z, (None, self.latent_dim))
+    logits = self.decoder(jnp.concatenate([z_rel, relate(prior_z, adjacency)]))
+    return dict(mu=mu, logvar=logvar, z=z, z_rel=z_rel, logits=logits[:x.shape[0]],
+                prior_z=prior_z, prior_logits=logits[x.shape[0]:])
 
   def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     return self.encoder(x)

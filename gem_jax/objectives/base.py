@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from gem_jax.data import DatasetSpec
-from gem_jax.models.vae import VAE, relate
+from gem_jax.models.vae import VAE
 from gem_jax.objectives import losses
 
 AXIS = "batch"  # the pmap axis name of the train step
@@ -44,10 +44,14 @@ class StepInputs(NamedTuple):
 
 class DiscBatch(NamedTuple):
   """The discriminator's inputs (gradients stopped): disc.apply(p, *real) are positives,
-  disc.apply(p, *fake) negatives."""
+  disc.apply(p, *fake) negatives. real_logits / fake_logits [b]: those logits when the
+  generator loss computed them already (with the same discriminator parameters): the step
+  then takes the discriminator's loss from them, one forward pass shared by both updates."""
 
   real: tuple
   fake: tuple
+  real_logits: jax.Array | None = None
+  fake_logits: jax.Array | None = None
 
 
 class LossContext(NamedTuple):
@@ -151,14 +155,17 @@ def reject_joint_adversarial(name: str, model_config) -> None:
                      "'dear' always uses it)")
 
 
-def joint_adversarial(ctx: LossContext, z_prior: jax.Array) -> tuple[jax.Array, DiscBatch]:
+def joint_adversarial(ctx: LossContext) -> tuple[jax.Array, DiscBatch]:
   """The joint discriminator's generator loss L_adv,G and its DiscBatch: positives (x, z),
-  negatives (sigmoid(D_rec(A^T z')), z') with z' = z_prior [b, d]."""
-  x, z = ctx.inputs.x, ctx.out["z"]
-  x_fake = jax.nn.sigmoid(ctx.vae.apply(ctx.params["vae"], relate(z_prior, ctx.a),
-                                        method=VAE.decode))
-  d_real = ctx.disc.apply(ctx.disc_params, x, z)
-  d_fake = ctx.disc.apply(ctx.disc_params, x_fake, z_prior)
+  negatives (sigmoid(D_rec(A^T z')), z'), z' = ctx.out['prior_z'] [b, d] decoded with the
+  reconstructions (ctx.out['prior_logits']; the step asks the VAE for them when the objective
+  has a joint discriminator). D runs once on the 2b pairs; its logits are in the DiscBatch."""
+  x, z, z_prior = ctx.inputs.x, ctx.out["z"], ctx.out["prior_z"]
+  x_fake = jax.nn.sigmoid(ctx.out["prior_logits"])
+  logits = ctx.disc.apply(ctx.disc_params, jnp.concatenate([x, x_fake]),
+                          jnp.concatenate([z, z_prior]))
+  d_real, d_fake = logits[:x.shape[0]], logits[x.shape[0]:]
   sg = jax.lax.stop_gradient
   return (losses.generator_loss(d_real, d_fake),
-          DiscBatch(real=(x, sg(z)), fake=(sg(x_fake), sg(z_prior))))
+          DiscBatch(real=(x, sg(z)), fake=(sg(x_fake), sg(z_prior)), real_logits=d_real,
+                    fake_logits=d_fake))

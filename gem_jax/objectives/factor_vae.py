@@ -77,11 +77,16 @@ class FactorVAE(Objective):
     out = ctx.out
     vae_loss, metrics = losses.beta_vae_loss(out, ctx.inputs.x, self.beta, self.likelihood,
                                              self.sigma)
-    tc = total_correlation_estimate(ctx.disc.apply(ctx.disc_params, out["z"]))
-    metrics["tc"] = tc
     z = jax.lax.stop_gradient(out["z"])
     permuted = permute_dims(jax.lax.all_gather(z, AXIS, tiled=True), ctx.inputs.perm_key)
     local = jax.lax.dynamic_slice_in_dim(permuted, jax.lax.axis_index(AXIS) * z.shape[0],
                                          z.shape[0])
+    # One pass of D over the codes and their permutation: the TC estimate reads the first
+    # half, D's own loss both (DiscBatch logits).
+    logits = ctx.disc.apply(ctx.disc_params, jnp.concatenate([out["z"], local]))
+    real_logits, fake_logits = logits[:z.shape[0]], logits[z.shape[0]:]
+    tc = total_correlation_estimate(real_logits)
+    metrics["tc"] = tc
     return LossOutput(vae_loss + self.factor_gamma * tc, metrics,
-                      DiscBatch(real=(z,), fake=(local,)))
+                      DiscBatch(real=(z,), fake=(local,), real_logits=real_logits,
+                                fake_logits=fake_logits))

@@ -95,8 +95,7 @@ class GemObjective(Objective):
     metrics["l_dis"] = l_dis
     disc_batch = None
     if self.adversarial:
-      z_prior = self.prior_sample(ctx.params, ctx.graph, ctx.a, ctx.inputs.prior_eps)
-      l_adv_g, disc_batch = joint_adversarial(ctx, z_prior)
+      l_adv_g, disc_batch = joint_adversarial(ctx)
       total = total + self.adv_weight(ctx.inputs.x) * l_adv_g
       metrics["adv_generator"] = l_adv_g
     return LossOutput(total, metrics, disc_batch)

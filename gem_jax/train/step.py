@@ -49,7 +49,9 @@ class StepConfig:
 
   lambda_anchor: weight of ||A - A_anchor||^2 (0 without the graph learner); anchor_tau: the
   anchor's moving-average rate; disc_r1_gamma: R1 penalty on the discriminator's real inputs
-  (0: off); disc_r1_stride: R1 on every stride-th real pair of each device's share; guidance:
+  (0: off); disc_r1_stride: R1 on every stride-th real pair of each device's share;
+  disc_r1_interval: R1 on every interval-th step only, its weight times the interval (lazy R1,
+  as StyleGAN2: the schedule is a function of the step, so a resumed run keeps it); guidance:
   the MLLM-guided term (weight, guided latents) or None (unguided: the paper's form).
   """
 
@@ -58,6 +60,7 @@ class StepConfig:
   anchor_tau: float = 0.999
   disc_r1_gamma: float = 0.0
   disc_r1_stride: int = 1
+  disc_r1_interval: int = 1
   guidance: Guidance | None = None
 
   @classmethod
@@ -72,9 +75,11 @@ class StepConfig:
     cfg = cls(objective=objective_from_config(config),
               lambda_anchor=mc.lambda_anchor if mc.graph_learner else 0.0,
               anchor_tau=mc.anchor_tau, disc_r1_gamma=float(mc.disc_r1_gamma),
-              disc_r1_stride=int(mc.disc_r1_stride), guidance=guidance)
-    if cfg.disc_r1_stride < 1:
-      raise ValueError(f"config.model.disc_r1_stride must be >= 1, got {cfg.disc_r1_stride}")
+              disc_r1_stride=int(mc.disc_r1_stride),
+              disc_r1_interval=int(mc.get("disc_r1_interval", 1)), guidance=guidance)
+    for key in ("disc_r1_stride", "disc_r1_interval"):
+      if getattr(cfg, key) < 1:
+        raise ValueError(f"config.model.{key} must be >= 1, got {getattr(cfg, key)}")
     return cfg
 
 
@@ -112,6 +117,23 @@ def _global_index(per_device_batch: int) -> jax.Array:
   return jax.lax.axis_index(AXIS) * per_device_batch + jnp.arange(per_device_batch)
 
 
+def step_inputs(state: TrainState, batch: dict, latent_dim: int) -> StepInputs:
+  """The step's inputs from this device's share of the batch: images in [0, 1], the noise of
+  each global example index, the permutation key, labels and the guide batch where fed."""
+  chex.assert_rank(batch["image"], 4)
+  x = images_to_float(batch["image"])
+  step_key = jax.random.fold_in(state.rng, state.step)
+  index = _global_index(x.shape[0])
+  guide = None
+  if "guide_image" in batch:
+    guide = GuideInputs(x=images_to_float(batch["guide_image"]), target=batch["guide_target"],
+                        mask=batch["guide_mask"])
+  return StepInputs(x=x, eps=example_noise(jax.random.fold_in(step_key, 0), index, latent_dim),
+                    prior_eps=example_noise(jax.random.fold_in(step_key, 1), index, latent_dim),
+                    perm_key=jax.random.fold_in(step_key, 2), labels=batch.get("labels"),
+                    step=state.step, guide=guide)
+
+
 def _r1_subset(real: tuple, stride: int) -> tuple:
   """Every stride-th pair of this device's share: with shares that are multiples of the stride,
   the devices together take the global batch's every stride-th pair, as one device would."""
@@ -140,9 +162,13 @@ def _keep_if(ok, new, old):
 
 def generator_loss(params, disc_params, state: TrainState, inputs: StepInputs, *, vae: VAE,
                    graph_module, disc, cfg: StepConfig):
-  """The generator objective and what the discriminator step needs from it."""
+  """The generator objective and what the discriminator step needs from it. An objective with
+  a joint discriminator gets its prior draws decoded in the reconstructions' decoder call."""
   a = graph_module.apply(params["graph"], state.graph["a0"], state.graph["edge_mask"])
-  out = vae.apply(params["vae"], inputs.x, inputs.eps, a)
+  prior_z = None
+  if cfg.objective.discriminator == "joint":
+    prior_z = cfg.objective.prior_sample(params, state.graph, a, inputs.prior_eps)
+  out = vae.apply(params["vae"], inputs.x, inputs.eps, a, prior_z)
   ctx = LossContext(params=params, disc_params=disc_params, graph=state.graph, inputs=inputs,
                     out=out, a=a, vae=vae, disc=disc)
   total, metrics, disc_batch = cfg.objective.generator_loss(ctx)
@@ -161,29 +187,64 @@ def generator_loss(params, disc_params, state: TrainState, inputs: StepInputs, *
   return total, (metrics, a, disc_batch)
 
 
-def _discriminator_update(state: TrainState, disc_batch, *, disc, disc_tx, cfg: StepConfig):
-  """One step of the discriminator on its positives against its negatives (+ R1):
-  (disc_params, disc_opt_state, metrics, ok)."""
-  def disc_loss(p):
-    loss = losses.discriminator_loss(disc.apply(p, *disc_batch.real),
-                                     disc.apply(p, *disc_batch.fake))
-    if not cfg.disc_r1_gamma:
-      return loss, (loss, None)
-    real = _r1_subset(disc_batch.real, cfg.disc_r1_stride)
-    r1 = losses.r1_penalty(lambda *a: disc.apply(p, *a), real)
-    return loss + 0.5 * cfg.disc_r1_gamma * r1, (loss, r1)
+def _both_losses(params, disc_params, state, inputs, *, vae, graph_module, disc, cfg):
+  """((generator loss, discriminator loss), aux): one forward pass for both updates. The
+  discriminator's loss reads the logits the generator loss computed (DiscBatch logits) where it
+  has them; its gradient is only ever taken with respect to disc_params."""
+  total, (metrics, a, disc_batch) = generator_loss(
+      params, disc_params, state, inputs, vae=vae, graph_module=graph_module, disc=disc,
+      cfg=cfg)
+  if disc_batch is None:
+    return (total, jnp.zeros((), total.dtype)), (metrics, a, None)
+  if disc_batch.real_logits is not None:
+    real, fake = disc_batch.real_logits, disc_batch.fake_logits
+  else:
+    real, fake = disc.apply(disc_params, *disc_batch.real), disc.apply(disc_params,
+                                                                        *disc_batch.fake)
+  return (total, losses.discriminator_loss(real, fake)), (metrics, a, disc_batch)
 
-  (_, (l_disc, r1)), disc_grads = jax.value_and_grad(disc_loss, has_aux=True)(
-      state.disc_params)
-  metrics = {cfg.objective.disc_metric: l_disc}
-  if r1 is not None:
+
+def _r1_gradients(disc_params, disc_batch, *, disc, cfg: StepConfig, step):
+  """(R1 penalty, its gradient w.r.t. disc_params times 0.5 gamma * interval) on this step's
+  real pairs (every disc_r1_stride-th), or zeros on the steps a lazy R1 skips (step not a
+  multiple of disc_r1_interval; StyleGAN2's lazy regularisation)."""
+  real = _r1_subset(disc_batch.real, cfg.disc_r1_stride)
+  weight = 0.5 * cfg.disc_r1_gamma * cfg.disc_r1_interval
+
+  def penalty(p):
+    return losses.r1_penalty(lambda *a: disc.apply(p, *a), real)
+
+  def on(p):
+    r1, g = jax.value_and_grad(penalty)(p)
+    return r1, jax.tree.map(lambda x: weight * x, g)
+
+  if cfg.disc_r1_interval == 1:
+    return on(disc_params)
+  off = lambda p: (jnp.zeros(()), jax.tree.map(jnp.zeros_like, p))
+  return jax.lax.cond(step % cfg.disc_r1_interval == 0, on, off, disc_params)
+
+
+def step_gradients(state: TrainState, inputs: StepInputs, *, vae: VAE, graph_module, disc,
+                   cfg: StepConfig):
+  """This device's gradients of one step, before the mean over devices: (generator grads,
+  discriminator grads or None, metrics, A). The discriminator's gradient is that of its loss
+  on the shared forward pass (`_both_losses`) plus, where gamma > 0, the R1 penalty's."""
+  both = functools.partial(_both_losses, state=state, inputs=inputs, vae=vae,
+                           graph_module=graph_module, disc=disc, cfg=cfg)
+  (total, l_disc), pullback, (metrics, a, disc_batch) = jax.vjp(
+      both, state.params, state.disc_params, has_aux=True)
+  one, zero = jnp.ones_like(total), jnp.zeros_like(l_disc)
+  grads = pullback((one, zero))[0]
+  if disc_batch is None:
+    return grads, None, metrics, a
+  disc_grads = pullback((jnp.zeros_like(total), jnp.ones_like(l_disc)))[1]
+  metrics = {**metrics, cfg.objective.disc_metric: l_disc}
+  if cfg.disc_r1_gamma:
+    r1, r1_grads = _r1_gradients(state.disc_params, disc_batch, disc=disc, cfg=cfg,
+                                 step=state.step)
+    disc_grads = jax.tree.map(jnp.add, disc_grads, r1_grads)
     metrics["disc_r1"] = r1
-  disc_grads = jax.lax.pmean(disc_grads, AXIS)
-  updates, disc_opt_state = disc_tx.update(disc_grads, state.disc_opt_state, state.disc_params)
-  disc_params = optax.apply_updates(state.disc_params, updates)
-  ok = (jnp.isfinite(l_disc) & _all_finite(disc_grads) & _all_finite(disc_params)
-        & _all_finite(disc_opt_state))
-  return disc_params, disc_opt_state, metrics, ok
+  return grads, disc_grads, metrics, a
 
 
 def train_step(state: TrainState, batch: dict, *, vae: VAE, graph_module, disc, tx, disc_tx,
@@ -191,24 +252,9 @@ def train_step(state: TrainState, batch: dict, *, vae: VAE, graph_module, disc, 
   """Per-device body. batch['image']: uint8 [b, H, W, 3] (this device's share); batch
   ['labels'] [b, k] where the objective needs them (DEAR); guided training: batch
   ['guide_image'] uint8 [g, H, W, 3], ['guide_target'] float32 [g, n], ['guide_mask'] [g, n]."""
-  chex.assert_rank(batch["image"], 4)
-  x = images_to_float(batch["image"])
-  d = vae.latent_dim
-  step_key = jax.random.fold_in(state.rng, state.step)
-  index = _global_index(x.shape[0])
-  guide = None
-  if "guide_image" in batch:
-    guide = GuideInputs(x=images_to_float(batch["guide_image"]), target=batch["guide_target"],
-                        mask=batch["guide_mask"])
-  inputs = StepInputs(x=x, eps=example_noise(jax.random.fold_in(step_key, 0), index, d),
-                      prior_eps=example_noise(jax.random.fold_in(step_key, 1), index, d),
-                      perm_key=jax.random.fold_in(step_key, 2), labels=batch.get("labels"),
-                      step=state.step, guide=guide)
-
-  grad_fn = jax.value_and_grad(generator_loss, has_aux=True)
-  (_, (metrics, a, disc_batch)), grads = grad_fn(
-      state.params, state.disc_params, state, inputs, vae=vae, graph_module=graph_module,
-      disc=disc, cfg=cfg)
+  inputs = step_inputs(state, batch, vae.latent_dim)
+  grads, disc_grads, metrics, a = step_gradients(state, inputs, vae=vae,
+                                                 graph_module=graph_module, disc=disc, cfg=cfg)
   grads = jax.lax.pmean(grads, AXIS)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -216,11 +262,13 @@ def train_step(state: TrainState, batch: dict, *, vae: VAE, graph_module, disc, 
         & _all_finite(opt_state))
 
   disc_params, disc_opt_state = state.disc_params, state.disc_opt_state
-  if disc_batch is not None:
-    disc_params, disc_opt_state, disc_metrics, disc_ok = _discriminator_update(
-        state, disc_batch, disc=disc, disc_tx=disc_tx, cfg=cfg)
-    metrics.update(disc_metrics)
-    ok = ok & disc_ok
+  if disc_grads is not None:
+    disc_grads = jax.lax.pmean(disc_grads, AXIS)
+    updates, disc_opt_state = disc_tx.update(disc_grads, state.disc_opt_state,
+                                             state.disc_params)
+    disc_params = optax.apply_updates(state.disc_params, updates)
+    ok = (ok & jnp.isfinite(metrics[cfg.objective.disc_metric]) & _all_finite(disc_grads)
+          & _all_finite(disc_params) & _all_finite(disc_opt_state))
 
   graph = dict(state.graph)
   if cfg.lambda_anchor:
@@ -248,10 +296,15 @@ def make_pmapped_step(config, devices: Sequence[jax.Device] | None = None,
   returns (state, metrics), both replicated over this process's devices. cfg: the run's
   StepConfig when the caller has built it already (default: from config).
   """
+  body = step_body(config, cfg or StepConfig.from_config(config))
+  return jax.pmap(body, axis_name=AXIS, devices=devices, donate_argnums=(0,))
+
+
+def step_body(config, cfg: StepConfig) -> Callable:
+  """`train_step` with the run's modules and optimizers bound: (state, batch) -> (state,
+  metrics), to be mapped over the AXIS of devices (and, for batched seeds, vmapped)."""
   mc = config.model
-  cfg = cfg or StepConfig.from_config(config)
-  body = functools.partial(train_step, vae=make_model(mc), graph_module=make_graph_module(mc),
+  return functools.partial(train_step, vae=make_model(mc), graph_module=make_graph_module(mc),
                            disc=make_discriminator(mc, cfg.objective.discriminator),
                            tx=make_optimizer(config.train),
                            disc_tx=make_disc_optimizer(config.train), cfg=cfg)
-  return jax.pmap(body, axis_name=AXIS, devices=devices, donate_argnums=(0,))
