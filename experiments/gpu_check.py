@@ -10,6 +10,10 @@ Runs, each in its own process (its own peak memory, its own compile) under a tim
   torch           `experiments.torch_reference`, the same β-VAE network's PyTorch step, and
                   the ratio JAX images/s / PyTorch images/s at each batch ("torch not
                   installed" where it is not)
+  batched_seeds   `experiments.benchmark --num_seeds S`: S seeds' steps vmapped in one step
+                  against S sequential steps, for beta_vae and gem, both networks, S = 1, 4,
+                  16 at batch 32 (--cpu: gem, tiny, S = 2): whether a batched-seeds trainer
+                  would pay on this device
   input_pipeline  the tf.data train iterator alone, images/s (`--model input_pipeline`)
   synthetic_gem   `experiments.synthetic_gem` end to end through the tfds pipeline: the demo
                   preset cut to 200 + 200 steps (--cpu: the tiny preset), wall time and its
@@ -38,6 +42,7 @@ _RUN_TIMEOUT = flags.DEFINE_integer("run_timeout_s", 240, "Time limit of one run
 _NOTE = flags.DEFINE_string("note", "", "Free text recorded as 'note' (gpu_check.sh: install).")
 
 GPU_BATCHES = (32, 256)
+GPU_SEEDS = (1, 4, 16)
 
 
 def _run(args: list[str], timeout_s: int) -> dict:
@@ -76,6 +81,21 @@ def _benchmark_runs(smoke: bool) -> list[tuple[str, list[str]]]:
                 "--steps", str(steps), "--num_devices", "1"]
         runs.append((f"{model}/{arch}/b{batch}", args + (["--run_tokens", tokens] if tokens
                                                          else [])))
+  return runs
+
+
+def _seed_runs(smoke: bool) -> list[tuple[str, list[str]]]:
+  if smoke:
+    return [("gem/burgess/s2", ["experiments.benchmark", "--model", "gem", "--batch_size", "8",
+                                "--steps", "1", "--num_seeds", "2", "--run_tokens", "tiny"])]
+  runs = []
+  for model in ("beta_vae", "gem"):
+    for arch in ("burgess", "paper"):
+      for seeds in GPU_SEEDS:
+        args = ["experiments.benchmark", "--model", model, "--batch_size", "32", "--steps",
+                "10", "--num_seeds", str(seeds)]
+        runs.append((f"{model}/{arch}/s{seeds}",
+                     args + (["--run_tokens", "paper_arch"] if arch == "paper" else [])))
   return runs
 
 
@@ -124,7 +144,8 @@ def run_check(out: Path, smoke: bool, workdir: str, timeout_s: int, note: str = 
   """Runs every measurement, rewriting `out` after each; returns the final record."""
   record = {"mode": "cpu_smoke" if smoke else "gpu", "note": note,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "benchmarks": {}, "torch": {},
-            "ratios_jax_over_torch": {}, "input_pipeline": {}, "synthetic_gem": {}}
+            "ratios_jax_over_torch": {}, "batched_seeds": {}, "input_pipeline": {},
+            "synthetic_gem": {}}
 
   def save():
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -137,6 +158,9 @@ def run_check(out: Path, smoke: bool, workdir: str, timeout_s: int, note: str = 
     record["torch"][f"b{batch}"] = _run(args, timeout_s)
     save()
   record["ratios_jax_over_torch"] = _ratios(record["benchmarks"], record["torch"])
+  for name, args in _seed_runs(smoke):
+    record["batched_seeds"][name] = _run(args, timeout_s)
+    save()
   batch, data = (8, "tiny") if smoke else (256, "default")
   record["input_pipeline"] = _run(["experiments.benchmark", "--model", "input_pipeline",
                                    "--batch_size", str(batch), "--steps", "5" if smoke else "50",

@@ -8,7 +8,9 @@
 # rest keep the JAX they were tested with), then runs `python -m experiments.gpu_check`:
 # experiments.benchmark for beta_vae and gem (Burgess and paper networks, batch 32 and 256),
 # the PyTorch step of the same β-VAE network (experiments/torch_reference.py; skipped with
-# "torch not installed"), the tf.data input pipeline alone and a short synthetic_gem run.
+# "torch not installed"), batched seeds (S = 1, 4, 16 seeds' steps vmapped in one step
+# against S sequential steps: does a batched-seeds trainer pay on a GPU?), the tf.data input
+# pipeline alone and a short synthetic_gem run.
 # Estimated at 6-9 minutes on one H100-class GPU (not yet run on one). Without a GPU, or
 # with --cpu, it runs the same steps at tiny sizes on the CPU (3-5 minutes on 2 shared cores)
 # and installs nothing.
@@ -20,7 +22,7 @@ OUT=docs/results/gpu_check.json
 for arg in "$@"; do
   case "$arg" in
     --cpu) MODE=cpu ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) OUT="$arg" ;;
   esac
 done

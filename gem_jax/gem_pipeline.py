@@ -67,6 +67,7 @@ from gem_jax.relations import (
   quality_from_json,
   somers_d,
 )
+from gem_jax.scorers.prompt import MAX_SCORE
 from gem_jax.scoring import ScoringOptions, score_images
 from gem_jax.stages import StageMismatchError, check_stage, config_values, write_stage
 from gem_jax.train import checkpoints, distributed, train_and_evaluate
@@ -91,7 +92,7 @@ def make_guide(config, examples: dict, scores: np.ndarray) -> GuideSet:
   """The guided rows of the scored images and their scores."""
   rows, _ = guide_rows(config, len(scores))
   return GuideSet.from_scores(examples["image"], scores, attribute_names(config),
-                              guided_latents(config), rows)
+                              guided_latents(config), MAX_SCORE, rows)
 
 
 def _is_done(stage_dir: Path, name: str, values: dict, inputs: dict, has_outputs: bool,

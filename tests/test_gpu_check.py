@@ -17,6 +17,10 @@ def test_the_gpu_mode_plans_both_networks_at_both_batches():
   assert names == [f"{m}/{a}/b{b}" for m in ("beta_vae", "gem") for a in ("burgess", "paper")
                    for b in (32, 256)]
   assert [b for b, _ in gpu_check._torch_runs(smoke=False)] == [32, 256]
+  seeds = dict(gpu_check._seed_runs(smoke=False))
+  assert sorted(seeds) == sorted(f"{m}/{a}/s{s}" for m in ("beta_vae", "gem")
+                                 for a in ("burgess", "paper") for s in (1, 4, 16))
+  assert seeds["gem/paper/s16"][-4:] == ["--num_seeds", "16", "--run_tokens", "paper_arch"]
 
 
 def test_ratio_pairs_jax_and_torch_at_the_same_batch():
@@ -34,7 +38,10 @@ def test_cpu_smoke_mode_writes_every_key(tmp_path, tfds_dir):
   assert proc.returncode == 0, proc.stderr[-3000:]
   record = json.loads(out.read_text())
   assert set(record) >= {"mode", "note", "benchmarks", "torch", "ratios_jax_over_torch",
-                         "input_pipeline", "synthetic_gem", "finished"}
+                         "batched_seeds", "input_pipeline", "synthetic_gem", "finished"}
+  seeds = record["batched_seeds"]["gem/burgess/s2"]
+  assert "error" not in seeds, seeds
+  assert seeds["num_seeds"] == 2 and seeds["batched_over_sequential"] > 0
   assert record["mode"] == "cpu_smoke"
   assert sorted(record["benchmarks"]) == ["beta_vae/burgess/b8", "beta_vae/paper/b2",
                                           "gem/burgess/b8", "gem/paper/b2"]

@@ -3,11 +3,15 @@ batches and their held-out images, and the capacity schedule of the warm-up."""
 import jax
 import numpy as np
 import pytest
-import scipy.stats
 
 from experiments.configs import synthetic_gem
 from gem_jax import config_checks
-from gem_jax.objectives.guidance import GuidanceDataError, guidance_loss, standardise_scores
+from gem_jax.objectives.guidance import (
+  GuidanceDataError,
+  guidance_loss,
+  score_targets,
+  target_to_score,
+)
 from gem_jax.train.guide_batches import GuideSet, holdout_split
 from gem_jax.train.state import create_train_state, make_model
 from gem_jax.train.step import StepConfig, make_pmapped_step, replicate
@@ -60,13 +64,18 @@ def test_guidance_loss_is_the_masked_squared_error_summed_over_attributes():
   assert float(guidance_loss(mu, target, mask)) == pytest.approx(3.0)
 
 
-def test_scores_are_standardised_per_attribute_over_valid_answers_only():
+def test_scores_map_onto_minus_two_to_two_and_missing_answers_are_masked():
   scores = np.array([[0, 5], [2, -1], [4, 1], [-1, 3]])
-  targets, mask = standardise_scores(scores, ("a", "b"))
+  targets, mask = score_targets(scores, ("a", "b"), max_score=5)
   np.testing.assert_array_equal(mask, [[1, 1], [1, 0], [1, 1], [0, 1]])
-  np.testing.assert_allclose(targets[:3, 0], scipy.stats.zscore([0, 2, 4]), rtol=1e-6)
-  np.testing.assert_allclose(targets[[0, 2, 3], 1], scipy.stats.zscore([5, 1, 3]), rtol=1e-6)
-  assert targets[3, 0] == targets[1, 1] == 0.0
+  np.testing.assert_allclose(targets, [[-2.0, 2.0], [-0.4, 0.0], [1.2, -1.2], [0.0, 0.4]],
+                             rtol=1e-6)
+  np.testing.assert_allclose(target_to_score(targets[mask > 0], 5), scores[mask > 0])
+
+
+def test_scores_outside_the_scorers_range_are_refused():
+  with pytest.raises(GuidanceDataError, match="must be -1 .missing. or 0..5; got values -1..7"):
+    score_targets(np.array([[7, 1], [-1, 2]]), ("a", "b"), max_score=5)
 
 
 @pytest.mark.parametrize("column, message", [([3, 3, 3, -1], "a: every valid score is 3"),
@@ -74,13 +83,13 @@ def test_scores_are_standardised_per_attribute_over_valid_answers_only():
 def test_scores_that_cannot_guide_are_a_clear_error(column, message):
   scores = np.stack([column, [0, 1, 2, 3]], axis=1)
   with pytest.raises(GuidanceDataError, match=message) as e:
-    standardise_scores(scores, ("a", "b"))
+    score_targets(scores, ("a", "b"), max_score=5)
   assert "config.gem.guidance.weight=0" in str(e.value)
 
 
 def test_fewer_scored_images_than_attributes_is_a_clear_error():
   with pytest.raises(GuidanceDataError, match="2 scored images guide 3 attributes"):
-    GuideSet.from_scores(_images(2, 0), np.zeros((2, 3), int), NAMES, LATENTS)
+    GuideSet.from_scores(_images(2, 0), np.zeros((2, 3), int), NAMES, LATENTS, 5)
 
 
 def test_the_guided_term_reads_the_scored_images_only():
@@ -138,7 +147,7 @@ def test_holdout_split_is_disjoint_complete_and_seeded():
 def test_guide_batches_are_a_function_of_seed_and_step_drawn_from_the_guide_set():
   scores = np.random.default_rng(0).integers(0, 6, (40, 3))
   rows = np.arange(10, 40)
-  guide = GuideSet.from_scores(_images(40, 0), scores, NAMES, LATENTS, rows)
+  guide = GuideSet.from_scores(_images(40, 0), scores, NAMES, LATENTS, 5, rows)
   assert len(guide) == 30 and guide.latents == LATENTS
   a, b = guide.batch(7, 8, 2, seed=1), guide.batch(7, 8, 2, seed=1)
   for key in a:
@@ -152,7 +161,8 @@ def test_guide_batches_are_a_function_of_seed_and_step_drawn_from_the_guide_set(
 
 
 def test_a_guide_batch_larger_than_the_guide_set_is_refused():
-  guide = GuideSet.from_scores(_images(8, 0), np.arange(24).reshape(8, 3) % 6, NAMES, LATENTS)
+  guide = GuideSet.from_scores(_images(8, 0), np.arange(24).reshape(8, 3) % 6, NAMES, LATENTS,
+                               5)
   with pytest.raises(ValueError, match="at most the 8 guided images"):
     guide.batch(1, 16, 2, seed=0)
 

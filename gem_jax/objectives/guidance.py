@@ -8,11 +8,13 @@ A term added to any objective's generator loss, over a separate batch of *scored
     L_guide = mean_i  sum_a  m[i, a] * (mu_{k_a}(x_i) - t[i, a])^2
 
 i runs over the scored images of the step (`GuideInputs`), never over the unscored batch;
-mu_{k_a} is the posterior mean of the latent assigned to attribute a; t are the attribute's
-scores standardised over the scored training images (mean 0, std 1: the prior's scale, so a
-traversal of +-2 spans the attribute's range); m = 0 where the scorer gave no answer (-1).
-Units: squared standard deviations summed over attributes, per image (the scale of a KL in
-nats). It departs from the paper's "fully unsupervised" claim; weight = 0 is the paper's form.
+mu_{k_a} is the posterior mean of the latent assigned to attribute a; t is the score mapped
+linearly from the scorer's range 0..max_score onto [-SPAN, +SPAN] (SPAN = 2: latent value v
+stands for score (1 + v / 2) * max_score / 2, so a traversal from -2 to +2 spans every
+attribute's whole range, however skewed its levels are; a z-score would put the top level of
+a rare attribute such as bald at +6); m = 0 where the scorer gave no answer (-1). Units:
+squared latent units summed over attributes, per image (the scale of a KL in nats). It departs
+from the paper's "fully unsupervised" claim; weight = 0 is the paper's form.
 """
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ import numpy as np
 
 from gem_jax.models.vae import VAE
 
-__all__ = ["GuideInputs", "Guidance", "guidance_loss", "standardise_scores",
-           "GuidanceDataError"]
+__all__ = ["GuideInputs", "Guidance", "guidance_loss", "score_targets", "target_to_score",
+           "GuidanceDataError", "SPAN"]
+
+SPAN = 2.0  # scores 0..max_score <-> latent targets -SPAN..+SPAN
 
 
 class GuidanceDataError(ValueError):
@@ -43,37 +47,44 @@ class GuideInputs(NamedTuple):
   mask: jax.Array
 
 
-def standardise_scores(scores: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-  """Scores int [N, n] (-1 = missing) -> (targets float32 [N, n], mask float32 [N, n]).
-
-  Each column is shifted and scaled by the mean and standard deviation of its valid scores;
-  missing entries get target 0 and mask 0.
+def score_targets(scores: np.ndarray, names: Sequence[str], max_score: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """Scores int [N, n] in 0..max_score (-1 = missing) -> (targets float32 [N, n] in
+  [-SPAN, SPAN], mask float32 [N, n]): t = SPAN * (2 s / max_score - 1); missing entries get
+  target 0 and mask 0.
 
   Raises:
-    GuidanceDataError: a column without two valid answers, or with one value only (constant
-      scores carry no information about which images have more of the attribute).
+    GuidanceDataError: a score outside 0..max_score, or a column without two valid answers or
+      with one value only (constant scores carry no information about which images have more
+      of the attribute).
   """
   scores = np.asarray(scores)
   if scores.ndim != 2 or scores.shape[1] != len(names):
     raise GuidanceDataError(f"scores must be [N, {len(names)}] (one column per attribute: "
                             f"{', '.join(names)}), got shape {list(scores.shape)}")
+  if (scores > max_score).any() or (scores < -1).any():
+    raise GuidanceDataError(f"scores must be -1 (missing) or 0..{max_score}; got values "
+                            f"{int(scores.min())}..{int(scores.max())}")
   valid = scores >= 0
-  targets = np.zeros(scores.shape, np.float32)
   problems = []
   for a, name in enumerate(names):
-    column = scores[valid[:, a], a].astype(np.float64)
+    column = scores[valid[:, a], a]
     if len(column) < 2:
       problems.append(f"{name}: {len(column)} valid answers")
-    elif column.std() == 0:
+    elif (column == column[0]).all():
       problems.append(f"{name}: every valid score is {int(column[0])}")
-    else:
-      targets[valid[:, a], a] = (column - column.mean()) / column.std()
   if problems:
     raise GuidanceDataError(
         "the scores cannot guide these attributes: " + "; ".join(problems)
         + ". Score more images (config.gem.num_scored_images), drop the attribute from "
         "config.gem.attributes, or train unguided (config.gem.guidance.weight=0).")
+  targets = np.where(valid, SPAN * (2.0 * scores / max_score - 1.0), 0.0).astype(np.float32)
   return targets, valid.astype(np.float32)
+
+
+def target_to_score(value, max_score: int):
+  """The score a guided latent's value stands for: the inverse of `score_targets`' map."""
+  return (1.0 + np.asarray(value) / SPAN) * max_score / 2.0
 
 
 def guidance_loss(mu: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:

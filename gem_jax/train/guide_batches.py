@@ -1,6 +1,7 @@
 """The scored images of MLLM-guided training, and the batch of them each step reads.
 
-    guide = GuideSet.from_scores(images, scores, names, latents, holdout_fraction=0.2, seed=0)
+    rows, held = holdout_split(len(scores), 0.2, seed=0)
+    guide = GuideSet.from_scores(images, scores, names, latents, max_score=5, rows=rows)
     batch.update(guide.batch(step, global_batch=16, num_devices=2, seed=0))
 
 A fraction of the scored images is held out: the guided term never sees them, so that the
@@ -18,7 +19,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from gem_jax.objectives.guidance import GuidanceDataError, standardise_scores
+from gem_jax.objectives.guidance import GuidanceDataError, score_targets
 
 __all__ = ["GuideSet", "holdout_split"]
 
@@ -35,8 +36,9 @@ def holdout_split(num: int, fraction: float, seed: int) -> tuple[np.ndarray, np.
 
 @dataclasses.dataclass(frozen=True)
 class GuideSet:
-  """images uint8 [M, H, W, 3], targets float32 [M, n] (standardised scores), mask float32
-  [M, n] (1 = valid answer), latents: the latent of each of the n attributes."""
+  """images uint8 [M, H, W, 3], targets float32 [M, n] (the scores mapped onto the latent
+  range, `score_targets`), mask float32 [M, n] (1 = valid answer), latents: the latent of each
+  of the n attributes."""
 
   images: np.ndarray
   targets: np.ndarray
@@ -45,13 +47,14 @@ class GuideSet:
 
   @classmethod
   def from_scores(cls, images: np.ndarray, scores: np.ndarray, names: Sequence[str],
-                  latents: Sequence[int], rows: np.ndarray | None = None) -> "GuideSet":
-    """The guide set of the scored `images` [N, H, W, 3] and `scores` int [N, n] restricted to
-    `rows` (default all), standardised over those rows.
+                  latents: Sequence[int], max_score: int,
+                  rows: np.ndarray | None = None) -> "GuideSet":
+    """The guide set of the scored `images` [N, H, W, 3] and `scores` int [N, n] in
+    0..max_score (-1 = missing), restricted to `rows` (default all).
 
     Raises:
       GuidanceDataError: fewer scored images than attributes, or scores that cannot guide
-        (`standardise_scores`).
+        (`score_targets`).
     """
     rows = np.arange(len(scores)) if rows is None else np.asarray(rows)
     names = list(names)
@@ -60,7 +63,7 @@ class GuideSet:
           f"{len(rows)} scored images guide {len(names)} attributes; at least one image per "
           "attribute is needed (and hundreds for a useful guide): raise "
           "config.gem.num_scored_images or lower config.gem.guidance.holdout_fraction")
-    targets, mask = standardise_scores(np.asarray(scores)[rows], names)
+    targets, mask = score_targets(np.asarray(scores)[rows], names, max_score)
     return cls(images=np.asarray(images)[rows], targets=targets, mask=mask,
                latents=tuple(int(k) for k in latents))
 
