@@ -22,26 +22,31 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 PRESETS = ("unsupervised", "guided", "all", "tiny")
-# name -> overrides of synthetic_gem.py:demo,gem (dotted keys).
+# name -> overrides of synthetic_gem.py:demo,gem (dotted keys). Each setting names its latent
+# size, warm-up beta and guidance weight, whatever the demo preset's defaults are.
+def _unsupervised(d: int, beta: float | None, **more) -> dict:
+  return {"model.latent_dim": d, "gem.warmup_beta": beta, "gem.guidance.weight": 0.0, **more}
+
+
 SETTINGS = {
-    "d6_b4": {"model.latent_dim": 6},  # the demo before this study: d = 6, beta 4
-    "d6_b0.5": {"model.latent_dim": 6, "gem.warmup_beta": 0.5},
-    "d10_b0.5": {"model.latent_dim": 10, "gem.warmup_beta": 0.5},
-    "d12_b0.5": {"model.latent_dim": 12, "gem.warmup_beta": 0.5},
-    "d10_b1": {"model.latent_dim": 10, "gem.warmup_beta": 1.0},
-    "d10_b2": {"model.latent_dim": 10, "gem.warmup_beta": 2.0},
-    "d10_b0.5_w4k": {"model.latent_dim": 10, "gem.warmup_beta": 0.5, "gem.warmup_steps": 4_000},
-    "d10_b0.5_lr3e-4": {"model.latent_dim": 10, "gem.warmup_beta": 0.5,
-                        "gem.warmup_learning_rate": 3e-4},
+    "d6_b4": _unsupervised(6, None),  # the demo before this study: d = 6, beta 4
+    "d6_b0.5": _unsupervised(6, 0.5),
+    "d10_b0.5": _unsupervised(10, 0.5),
+    "d12_b0.5": _unsupervised(12, 0.5),
+    "d10_b1": _unsupervised(10, 1.0),
+    "d10_b2": _unsupervised(10, 2.0),
+    "d10_b0.5_w4k": _unsupervised(10, 0.5, **{"gem.warmup_steps": 4_000}),
+    "d10_b0.5_lr3e-4": _unsupervised(10, 0.5, **{"gem.warmup_learning_rate": 3e-4}),
     # Burgess et al. (2018): beta * |KL - C(t)|, C(t) rising linearly to C nats over the warm-up.
-    "d10_cap25": {"model.latent_dim": 10, "gem.warmup_beta": 50.0, "gem.warmup_capacity": 25.0},
+    "d10_cap25": _unsupervised(10, 50.0, **{"gem.warmup_capacity": 25.0}),
 }
 GUIDED = {
     "d10_b0.5_guided": {"model.latent_dim": 10, "gem.warmup_beta": 0.5,
                         "gem.guidance.weight": 10.0},
     "d10_b0.5_guided_acc0.6": {"model.latent_dim": 10, "gem.warmup_beta": 0.5,
                                "gem.guidance.weight": 10.0, "gem.scorer.accuracy": 0.6},
-    "d6_b4_guided": {"model.latent_dim": 6, "gem.guidance.weight": 10.0},
+    "d6_b4_guided": {"model.latent_dim": 6, "gem.warmup_beta": None,
+                     "gem.guidance.weight": 10.0},
 }
 SETTINGS.update(GUIDED)
 UNSUPERVISED = ("d6_b4,d6_b0.5,d10_b0.5,d12_b0.5,d10_b1,d10_b2,d10_b0.5_w4k,d10_b0.5_lr3e-4,"
@@ -83,7 +88,7 @@ def get_config(arg: str = "unsupervised") -> ml_collections.ConfigDict:
 
 def setting_overrides(name: str) -> dict:
   """The overrides of a setting; the tiny ones for tests."""
-  tiny = {"tiny_d6": {}, "tiny_guided": {"gem.guidance.weight": 10.0}}
+  tiny = {"tiny_d6": {"gem.guidance.weight": 0.0}, "tiny_guided": {"gem.guidance.weight": 10.0}}
   if name in tiny:
     return tiny[name]
   if name not in SETTINGS:
