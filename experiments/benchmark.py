@@ -8,6 +8,7 @@
     python -m experiments.benchmark --model input_pipeline --batch_size 256
     python -m experiments.benchmark --model fid_inception --batch_size 50 --steps 5
     python -m experiments.benchmark --model gem --batch_size 32 --num_seeds 8
+    python -m experiments.benchmark --model gem --batch_size 32 --set model.disc_r1_interval=8
 
 A model is a method of METHOD_TOKENS in experiments/configs/synthetic_gem.py (vae, beta_vae,
 beta_tcvae, factor_vae, dear, gem_single, gem), built from its tokens plus --run_tokens.
@@ -59,6 +60,8 @@ _EPOCH = flags.DEFINE_integer("epoch_size", 60_000, "Images per epoch (synthetic
 _DATA_CONFIG = flags.DEFINE_string("data_config", None,
                                    "input_pipeline: synthetic_faces builder config override.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "fid_inception: input image side.")
+_SET = flags.DEFINE_multi_string("set", [], "A config override key=value (repeatable), e.g. "
+                                  "--set model.disc_r1_interval=8.")
 _SEEDS = flags.DEFINE_integer("num_seeds", 0, "> 0: time this many seeds' steps vmapped in "
                               "one step against as many sequential steps (one device).")
 
@@ -182,6 +185,25 @@ def benchmark_fid_inception(batch_size: int, steps: int, image_size: int) -> dic
           **_peak_memory()}
 
 
+def _override(config, item: str) -> None:
+  """Sets `key=value` (a dotted config key; the value parsed as the key's current type)."""
+  key, sep, value = item.partition("=")
+  *path, last = key.split(".")
+  node = config
+  try:
+    for part in path:
+      node = node[part]
+    current = node[last]
+  except KeyError as e:
+    raise app.UsageError(f"--set {item!r}: no config key {key!r}") from e
+  if not sep:
+    raise app.UsageError(f"--set {item!r}: expected key=value")
+  if isinstance(current, bool):
+    node[last] = value.lower() in ("1", "true", "yes")
+  else:
+    node[last] = type(current)(value) if current is not None else value
+
+
 def _labels(config, shape: tuple) -> np.ndarray | None:
   """Random labels [*shape, k] 0..label_max where the method reads them (DEAR), else None."""
   if not config.data.get("label_key"):
@@ -259,6 +281,8 @@ def main(argv):
     config.model.upsample = _UPSAMPLE.value
   if "dataset_size" in config.model and not config.model.dataset_size:
     config.model.dataset_size = _EPOCH.value  # β-TCVAE's MWS estimate needs N
+  for item in _SET.value:
+    _override(config, item)
   if _SEEDS.value:
     result = benchmark_seeds(config, _BATCH.value, _STEPS.value, _SEEDS.value,
                              _labels(config, (1, _BATCH.value)))

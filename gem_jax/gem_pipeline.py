@@ -344,9 +344,25 @@ def run_gem(config, workdir: str | Path) -> TrainedModel:
   with run_lock(root):
     start = run_shared_stages(config, root)
     model = run_stage4(config, start, root / "gem")
+    final_alignment_quality(config, model, start, root / "gem")
     distributed.on_main(lambda: write_figures(config, model, root / "figures",
                                               start.examples["image"][0]), "the figures")
   return model
+
+
+def final_alignment_quality(config, model: TrainedModel, start: Stage4Start,
+                            out: Path) -> AlignmentQuality:
+  """The alignment's quality measured again on the trained GEM (stage 4 trains the encoder
+  further): logged and written to out/alignment_quality.json, which `gem_jax.load` reads."""
+  mu = model.encode(start.examples["image"])[0]
+  quality = _quality(config, model, model.alignment, mu, start.scores,
+                     "warmup" in guided_stages(config))
+  logging.info("after GEM (step %d): %s", model.step, quality.table())
+  distributed.on_main(lambda: atomic_write_json(out / "alignment_quality.json",
+                                                quality.to_json()),
+                      f"saving the final alignment quality in {out}")
+  model.meta = {**(model.meta or {}), "alignment_quality": quality.to_json()}
+  return quality
 
 
 def compensated_start(vae_params, a0: np.ndarray):

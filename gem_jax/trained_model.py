@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -191,6 +192,8 @@ class TrainedModel:
 # gem_jax.gem_pipeline's run folders that hold a model, in the order `load` prefers them:
 # stage 4 (GEM), then stage 1 (the warm-up) while GEM has saved no checkpoint.
 PIPELINE_STAGES = ("gem", "warmup")
+# Written beside a GEM stage's checkpoints once it is trained: its alignment quality.
+FINAL_QUALITY = "alignment_quality.json"
 
 
 def checkpoint_source(path: str | Path) -> Path:
@@ -221,7 +224,11 @@ def load(checkpoint_dir: str | Path, step: int | None = None) -> TrainedModel:
   missing or holds no checkpoint, the step asked for is damaged, the weights are not finite,
   or it is not a gem_jax model checkpoint.
   """
-  state, meta = checkpoints.restore_raw(checkpoint_source(checkpoint_dir), step)
+  source = checkpoint_source(checkpoint_dir)
+  state, meta = checkpoints.restore_raw(source, step)
+  measured = Path(source) / FINAL_QUALITY
+  if step is None and measured.is_file():  # the pipeline's measurement of the final model
+    meta = {**meta, "alignment_quality": json.loads(measured.read_text())}
   if meta.get("kind") != MODEL_KIND:
     raise checkpoints.CheckpointError(
         f"{checkpoint_dir} holds a checkpoint of kind {meta.get('kind')!r}, not a "

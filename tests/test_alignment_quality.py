@@ -142,7 +142,10 @@ def test_weak_alignment_stops_after_stage_3_and_an_explicit_accept_goes_on(tfds_
   record = json.loads((tmp_path / "gem" / "stage.json").read_text())
   assert sorted(record["accepted_weak_alignment"]) == sorted(synthetic_gem.ATTRIBUTES)
   assert all(" weak ρ " in label for label in model.latent_labels())
-  assert model.meta["alignment_quality"]["rows"] == saved["quality"]["rows"]
+  final = json.loads((tmp_path / "gem" / "alignment_quality.json").read_text())
+  assert model.meta["alignment_quality"] == final  # measured again on the trained GEM
+  assert [r["attribute"] for r in final["rows"]] == list(synthetic_gem.ATTRIBUTES)
+  assert gem_jax.load(str(tmp_path)).alignment_quality() == model.alignment_quality()
 
 
 def test_only_data_sets_that_know_their_factors_report_true_levels():
