@@ -143,10 +143,10 @@ def markdown(study, summary: dict, runs: dict) -> str:
       lines.append(f"| {name} | " + " | ".join(cell(s.get(f"{a}/{key}"), digits, 1.0)
                                                for a in attributes) + " |")
     lines.append("")
-  lines += ["**Summary**", "", "| setting | attributes carried (of 6) | min truth Spearman | "
-            "min traversal | wall s per run |", "|---|---:|---:|---:|---:|"]
+  lines += ["**Summary**", "", "| setting | seeds | attributes carried (of 6) | min truth "
+            "Spearman | min traversal | wall s per run |", "|---|---:|---:|---:|---:|---:|"]
   for name, s in summary.items():
-    lines.append(f"| {name} | {cell(s.get('num_carried'), 1, 1.0)} | "
+    lines.append(f"| {name} | {len(runs[name])} | {cell(s.get('num_carried'), 1, 1.0)} | "
                  f"{cell(s.get('truth_spearman_min'), 2, 1.0)} | "
                  f"{cell(s.get('traversal_min'), 2, 1.0)} | "
                  f"{cell(s.get('wall_s_after_cache'), 0, 1.0)} |")
@@ -169,20 +169,28 @@ def write_outputs(study, root: Path, runs: dict) -> str:
   return text
 
 
+def study_jobs(study) -> list[tuple[int, str]]:
+  """(seed, setting) of every run: each setting on every seed (seed by seed), then the screened
+  settings on their seeds."""
+  main = [(int(s), n) for s in parse_list(study.seeds) for n in parse_list(study.settings)]
+  screen = [(int(s), n) for s in parse_list(study.get("screen_seeds", ""))
+            for n in parse_list(study.get("screen", ""))]
+  return main + screen
+
+
 def run_study(study, workdir: str) -> str:
   """Every (setting, seed) under one run lock on workdir, the tables written after each."""
   root = Path(workdir)
   with run_lock(root):
     atomic_write_text(root / "study_config.json", study.to_json(indent=2))
-    names, seeds = parse_list(study.settings), [int(s) for s in parse_list(study.seeds)]
-    for name in names:  # every run's config checked before any work
-      validate_config(setting_config(study, name, seeds[0]))
-    extractor = make_extractor(setting_config(study, names[0], seeds[0]).data, study.eval,
+    jobs = study_jobs(study)
+    for seed, name in jobs:  # every run's config checked before any work
+      validate_config(setting_config(study, name, seed))
+    extractor = make_extractor(setting_config(study, jobs[0][1], jobs[0][0]).data, study.eval,
                                str(root / "feature_extractor"))
-    runs = {n: {} for n in names}
+    runs = {n: {} for _, n in jobs}
     text = ""
-    for seed, name in tqdm([(s, n) for s in seeds for n in names], desc="alignment study",
-                           unit="run"):
+    for seed, name in tqdm(jobs, desc="alignment study", unit="run"):
       logging.info("alignment study: %s, seed %d", name, seed)
       runs[name][seed] = run_setting(study, root, name, seed, extractor)
       text = write_outputs(study, root, {n: r for n, r in runs.items() if r})
