@@ -224,11 +224,30 @@ def check_alignment(config, quality: AlignmentQuality) -> tuple[str, ...]:
   logging.info("%s", quality.table())
   weak = tuple(r.attribute for r in quality.weak)
   if weak and not config.gem.get("accept_weak_alignment", False):
-    raise quality.error()
+    raise quality.error(alignment_hints(config))
   if weak:
     logging.warning("weak alignment accepted (config.gem.accept_weak_alignment): %s; their "
                     "labels say so", ", ".join(weak))
   return weak
+
+
+def alignment_hints(config) -> tuple[str, ...]:
+  """What may carry the attributes better, given what this run did (docs/design.md)."""
+  hints = []
+  if not guided_stages(config):
+    hints.append("MLLM-guided training (--config.gem.guidance.weight=10)")
+  else:
+    hints.append(f"a longer guided warm-up (--config.gem.warmup_steps, now "
+                 f"{config.gem.warmup_steps}) or more scored images "
+                 f"(--config.gem.num_scored_images, now {config.gem.num_scored_images})")
+  if config.model.latent_dim <= len(attribute_names(config)):
+    hints.append("free latents for the nuisance factors (--config.model.latent_dim=10)")
+  beta = config.gem.get("warmup_beta")
+  if (config.model.beta if beta is None else beta) > 1:
+    hints.append("a lower warm-up beta (--config.gem.warmup_beta=0.5)")
+  hints.append("a lower threshold where the scorer is noisy (its errors shrink every "
+               "correlation with its scores: --config.gem.min_alignment)")
+  return tuple(hints)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -88,20 +88,20 @@ class AlignmentQuality:
                    f"{'yes' if r.carried else 'NO (weak)'}")
     return "\n".join(lines)
 
-  def error(self) -> WeakAlignmentError:
-    """The pipeline's stop after stage 3: names the weak attributes and what to try."""
+  def error(self, hints: tuple[str, ...] = ()) -> WeakAlignmentError:
+    """The pipeline's stop after stage 3: names the weak attributes and what to try (`hints`,
+    from the run's config; `accept_weak_alignment` is always offered)."""
     names = ", ".join(f"{r.attribute} (z{r.latent}: {r.score_spearman:+.2f}, best other latent "
                       f"{r.runner_up_spearman:.2f})" for r in self.weak)
+    tries = "; ".join((*hints, "or accept it with --config.gem.accept_weak_alignment=True "
+                       "(recorded in the stage records; labels then mark these attributes as "
+                       "weak)"))
     return WeakAlignmentError(
         f"no latent carries {len(self.weak)} of {len(self.rows)} attributes well enough: "
         f"{names}; Spearman with the scores ({self.checked_on}) below config.gem.min_alignment="
         f"{self.min_alignment:g}. Traversals, edits and the graph would name latents after "
-        "attributes they do not carry. Try MLLM-guided training "
-        "(--config.gem.guidance.weight=10), more latents (--config.model.latent_dim=10) or a "
-        "lower warm-up beta (--config.gem.warmup_beta=0.5); or accept it with "
-        "--config.gem.accept_weak_alignment=True (recorded in the stage records; labels then "
-        "mark these attributes as weak). Nothing computed is lost: a rerun reuses the warm-up "
-        "and scores.")
+        f"attributes they do not carry. Try {tries}. Nothing computed is lost: a rerun reuses "
+        "the warm-up and scores.")
 
 
 def _runner_up(rho: np.ndarray, k: int, a: int) -> tuple[int | None, float]:
