@@ -1,11 +1,15 @@
 """Shared pieces of the scorer tests (test_scorers*.py): attributes, keys, a fast retry policy,
-test images with the answers the fake servers give them, and scorers aimed at a fake server."""
+test images with the answers the fake servers give them, scorers aimed at a fake server, and a
+fake clock that records the waits a scorer asks for instead of waiting."""
 
 from __future__ import annotations
+
+import asyncio
 
 import numpy as np
 
 from gem_jax.scorers import GeminiScorer, OpenAIScorer, RetryPolicy, encode_png
+from gem_jax.scorers.retry import RateLimiter
 
 try:
   from fake_servers import OpenAIFakeServer, default_scores
@@ -58,3 +62,34 @@ def gemini_scorer(srv, **kw):
 
 def png_of_openai_request(req):
   return OpenAIFakeServer.request_parts(req.body)[0]
+
+
+class FakeClock:
+  """Time that moves only when a scorer waits: `waits` lists the rate limiter's sleeps and
+  `backoffs` the runner's waits before a retry (seconds, in order)."""
+
+  def __init__(self):
+    self.now, self.waits, self.backoffs = 0.0, [], []
+
+  def clock(self) -> float:
+    return self.now
+
+  async def sleep(self, seconds: float) -> None:
+    self.waits.append(seconds)
+    self.now += seconds
+    await asyncio.sleep(0)
+
+  async def backoff(self, seconds: float) -> None:
+    self.backoffs.append(seconds)
+    self.now += seconds
+    await asyncio.sleep(0)
+
+
+def on_fake_clock(scorer) -> FakeClock:
+  """Makes `scorer`'s runs wait on a fresh FakeClock (its rate limiter and its retries),
+  returned."""
+  fake = FakeClock()
+  scorer._rate_limiter = lambda: RateLimiter(scorer.requests_per_minute, clock=fake.clock,
+                                             sleep=fake.sleep)
+  scorer._retry_sleep = fake.backoff
+  return fake

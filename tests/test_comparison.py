@@ -13,8 +13,6 @@ from experiments.configs.table1 import get_config
 from gem_jax.gem_pipeline import warmup_config
 from gem_jax.train import train_and_evaluate
 
-pytestmark = pytest.mark.slow  # trains and evaluates a tiny Table 1
-
 
 def test_mean_std_uses_sample_std_and_skips_missing():
   mean, std, n = comparison.mean_std([1.0, None, 2.0, 3.0])
@@ -61,6 +59,7 @@ def test_gem_sees_as_many_images_as_a_baseline():
   assert comparison.ordered_methods(get_config("tiny")) == ["beta_vae", "gem"]
 
 
+@pytest.mark.slow  # trains and evaluates a tiny Table 1
 def test_tiny_table_end_to_end(tfds_dir, tmp_path):
   table = get_config("tiny")
   table.data_dir = tfds_dir
@@ -86,6 +85,7 @@ def test_tiny_table_end_to_end(tfds_dir, tmp_path):
   assert (tmp_path / "gem" / "seed0" / "eval.json").stat().st_mtime_ns == mtime
 
 
+@pytest.mark.slow  # trains a tiny β-VAE and evaluates it in a subprocess
 def test_evaluate_entry_point(tfds_dir, tmp_path):
   """`python -m experiments.evaluate` on a tiny β-VAE checkpoint writes every metric."""
   config = synthetic_gem.get_config("tiny,beta_vae")

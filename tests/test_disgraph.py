@@ -123,11 +123,17 @@ def test_graph_learner_edge_mask_and_no_mask():
 
 
 def test_graph_learner_clips_unit_weights():
+  """A_0 [5, 5] with the unit weights A_0[0, 1] = 1 and A_0[1, 0] = -1 (atanh(+-1) is
+  infinite): the learner starts them at +-(1 - 1e-3), the clip, and every other entry at A_0's."""
   a0 = _random_a0(6).at[0, 1].set(1.0).at[1, 0].set(-1.0)
   learner = GraphLearner()
-  a = learner.apply(learner.init(jax.random.PRNGKey(0), a0), a0)
+  a = np.asarray(learner.apply(learner.init(jax.random.PRNGKey(0), a0), a0))
   assert np.all(np.isfinite(a))
-  np.testing.assert_allclose(a, a0, atol=2e-3)
+  assert a[0, 1] == pytest.approx(1.0 - 1e-3, rel=1e-6)
+  assert a[1, 0] == pytest.approx(-(1.0 - 1e-3), rel=1e-6)
+  rest = np.ones((D, D), bool)
+  rest[0, 1] = rest[1, 0] = False
+  np.testing.assert_allclose(a[rest], np.asarray(a0)[rest], atol=1e-6)
 
 
 def test_graph_learner_gradients_and_toy_fit():

@@ -135,7 +135,8 @@ def test_variables_from_torch_transposes_kernels_and_ignores_fc():
   variables = _random_variables(2)
   got = fid_inception.variables_from_torch(_torch_state_dict(variables))
   for (path, want), (path2, have) in zip(sorted(traverse_util.flatten_dict(variables).items()),
-                                         sorted(traverse_util.flatten_dict(got).items())):
+                                         sorted(traverse_util.flatten_dict(got).items()),
+                                         strict=True):
     assert path == path2
     np.testing.assert_array_equal(have, want)
 

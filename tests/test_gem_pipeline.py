@@ -1,4 +1,5 @@
 """The two-stage GEM pipeline end to end on synthetic_faces/tiny with the oracle scorer."""
+import dataclasses
 import json
 
 import numpy as np
@@ -6,9 +7,9 @@ import pytest
 
 from experiments.configs import synthetic_gem
 from gem_jax import gem_pipeline
-from gem_jax.models import relate
 from gem_jax.relations import Alignment
 from gem_jax.train import CheckpointError
+from gem_jax.trained_model import TrainedModel
 
 pytestmark = pytest.mark.slow  # the whole tiny GEM pipeline
 
@@ -42,7 +43,12 @@ def test_gem_checkpoint_carries_alignment_and_a0(gem_run):
   a0 = np.load(workdir / "graph" / "a0.npy")
   np.testing.assert_array_equal(model.graph_state["a0"], a0)
   assert model.meta["scorer"]["is_simulation"] is True
-  assert sorted(model.latent_labels())[0].startswith("z")
+  labels = [f"z{k}: free" for k in range(model.latent_dim)]
+  for name, k, sign in zip(alignment.attribute_names, alignment.latent_of_attribute,
+                           alignment.signs, strict=True):
+    labels[k] = f"z{k}: {name} ({'+' if sign > 0 else '-'})"
+  assert model.latent_labels() == labels
+  assert sorted(alignment.latent_of_attribute) == list(range(6))  # 6 attributes on 6 latents
   np.testing.assert_array_equal(np.diag(model.adjacency), 1.0)
 
 
@@ -56,27 +62,70 @@ def test_restart_skips_finished_stages(gem_run, monkeypatch):
   assert calls == []
 
 
+def _with_graph(model, adjacency, alignment=None) -> TrainedModel:
+  """`model`'s encoder and decoder with another graph A [d, d] (and alignment)."""
+  return TrainedModel(model.module, model.params, adjacency,
+                      alignment=model.alignment if alignment is None else alignment)
+
+
+def _images(n=2, seed=0):
+  """n different random images uint8 [n, 64, 64, 3]."""
+  return np.random.default_rng(seed).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
+
+
+def _max_diff(a, b) -> float:
+  return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
 def test_traversal_propagates_through_the_graph(gem_run):
+  """The learned A [6, 6] has a real edge k -> l (|A[k, l]| > 0.05). Setting latent k alone
+  (z [2, 6]: 0, then 3 e_k) decodes through z_rel = A^T z: as the A = I decoder decodes z A,
+  unlike that decoder on z itself or on z A^T, and unlike A without the edge k -> l."""
   _, _, model = gem_run
   a = np.asarray(model.adjacency)
-  k, l = np.unravel_index(np.argmax(np.abs(a - np.eye(len(a)))), a.shape)
-  z = np.zeros((2, model.latent_dim), np.float32)
-  z[1, k] = 1.0
-  # Moving latent k moves z_rel[l] by A[k, l]: the decoder sees the graph's effect.
-  z_rel = np.asarray(relate(z, model.adjacency))
-  np.testing.assert_allclose(z_rel[1, l] - z_rel[0, l], a[k, l], atol=1e-6)
+  d = model.latent_dim
+  off = np.abs(a - np.eye(d))
+  k, l = np.unravel_index(np.argmax(off), a.shape)
+  assert off[k, l] > 0.05, a
+  z = np.zeros((2, d), np.float32)
+  z[1, k] = 3.0
+  through_a = model.decode(z)
+  identity = _with_graph(model, np.eye(d, dtype=np.float32))
+  np.testing.assert_allclose(through_a, identity.decode(z @ a), atol=1e-5)
+  np.testing.assert_array_equal(through_a[0], identity.decode(z)[0])  # A^T 0 = 0
+  assert _max_diff(through_a[1], identity.decode(z)[1]) > 1e-3
+  if abs(a[k, l] - a[l, k]) > 0.05:
+    assert _max_diff(through_a[1], identity.decode(z @ a.T)[1]) > 1e-3
+  without = a.copy()
+  without[k, l] = 0.0
+  assert _max_diff(through_a[1], _with_graph(model, without).decode(z)[1]) > 1e-3
 
 
 def test_edit_moves_the_aligned_latent_through_the_graph(gem_run):
+  """edit(images [2, 64, 64, 3], attribute, +-2): +2, -2 and the reconstruction all differ;
+  +2 equals a traversal of the latent the alignment names to mu_k + sign * 2; it differs from
+  the same edit decoded with A = I; with the alignment's sign flipped, +2 is the old -2."""
   _, _, model = gem_run
-  images = np.zeros((2, 64, 64, 3), np.uint8)
-  name = model.alignment.attribute_names[1]
-  k, sign = model.latent_of(name)
-  edited = model.edit(images, name, 2.0)
+  images = _images()
+  alignment = model.alignment
+  a = 1
+  name, k = alignment.attribute_names[a], alignment.latent_of_attribute[a]
+  sign = alignment.signs[a]
+  plus, minus = model.edit(images, name, 2.0), model.edit(images, name, -2.0)
+  recon = model.reconstruct(images)
+  assert plus.shape == minus.shape == (2, 64, 64, 3)
+  for x, y in ((plus, minus), (plus, recon), (minus, recon)):
+    assert _max_diff(x, y) > 1e-3
   mu = model.encode(images)[0]
-  mu[:, k] += sign * 2.0
-  np.testing.assert_allclose(edited, model.decode(mu), atol=1e-6)
-  assert edited.shape == (2, 64, 64, 3)
+  for i in range(2):
+    np.testing.assert_allclose(
+        plus[i], model.traverse(images[i], k, [mu[i, k] + sign * 2.0])[0], atol=1e-6)
+  identity = _with_graph(model, np.eye(model.latent_dim, dtype=np.float32))
+  assert _max_diff(plus, identity.edit(images, name, 2.0)) > 1e-3
+  signs = list(alignment.signs)
+  signs[a] = -sign
+  flipped = _with_graph(model, model.adjacency, dataclasses.replace(alignment, signs=signs))
+  np.testing.assert_allclose(flipped.edit(images, name, 2.0), minus, atol=1e-6)
   with pytest.raises(ValueError, match="unknown attribute 'wings'; this model's attributes"):
     model.edit(images, "wings", 1.0)
 

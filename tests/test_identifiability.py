@@ -26,6 +26,8 @@ from gem_jax.objectives.base import AXIS
 from gem_jax.objectives.gem_relcon import relation_consistency
 from gem_jax.objectives.gem_scm import scm_kl
 from gem_jax.train import make_graph_state, train_and_evaluate
+from gem_jax.train.state import create_train_state
+from gem_jax.trained_model import TrainedModel
 
 D, SIZE, BATCH = 3, 16, 4
 
@@ -228,4 +230,30 @@ def test_gem_scm_trains_and_samples_from_its_scm_prior(tiny_config, tmp_path):
   model = gem_jax.load(str(tmp_path))
   w = np.asarray(model.adjacency) - np.eye(6)
   np.testing.assert_allclose(model._prior_weights, w, atol=1e-6)
-  assert np.isfinite(model.sample(4)).all()
+  _assert_samples_from_the_scm(model, w)
+
+
+def _assert_samples_from_the_scm(model, w):
+  """model.sample(4, seed=3) [4, 64, 64, 3] decodes the SCM draw z = (I - W^T)^-1 eps of W
+  [6, 6] (solved here: z = z W + eps row by row) from the seed's noise eps [4, 6], not eps."""
+  eps = np.asarray(jax.random.normal(jax.random.PRNGKey(3), (4, 6)), np.float64)
+  z = np.linalg.solve((np.eye(6) - w).T, eps.T).T
+  np.testing.assert_allclose(z - z @ w, eps, atol=1e-9)
+  assert np.abs(z - eps).max() > 0.1  # the graph's edges move the draw
+  sample = model.sample(4, seed=3)
+  assert sample.shape == (4, 64, 64, 3)
+  np.testing.assert_allclose(sample, model.decode(z), atol=1e-5)
+  assert np.abs(sample - model.decode(eps)).max() > 1e-3
+
+
+def test_a_gem_scm_model_samples_from_its_scm_prior():
+  """At initialisation (A = A_0 [6, 6], three masked edges) a gem_scm TrainedModel's samples
+  decode the SCM draws of W = A_0 - I, not the noise."""
+  config = synthetic_gem.get_config("tiny,gem_scm")
+  a0 = np.eye(6, dtype=np.float32)
+  a0[1, 0], a0[2, 5], a0[3, 2] = 0.5, -0.4, 0.3
+  mask = (a0 != 0) & ~np.eye(6, dtype=bool)
+  state = create_train_state(config, make_graph_state(a0, mask))
+  model = TrainedModel.from_state(config, state)
+  np.testing.assert_allclose(model.adjacency, a0, atol=1e-6)
+  _assert_samples_from_the_scm(model, np.asarray(model.adjacency, np.float64) - np.eye(6))

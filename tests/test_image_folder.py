@@ -50,7 +50,8 @@ def _all(builder):
   out = {}
   for split in builder.info.splits:
     data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, shuffle_files=False))
-    out.update({f.decode(): image for f, image in zip(data["filename"], data["image"])})
+    pairs = zip(data["filename"], data["image"], strict=True)
+    out.update({f.decode(): image for f, image in pairs})
   return out
 
 

@@ -149,7 +149,8 @@ def test_builder_reads_16bit_and_linked_images(tmp_path, caplog):
   images = {}
   for split in builder.info.splits:
     data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, shuffle_files=False))
-    images.update({f.decode(): image for f, image in zip(data["filename"], data["image"])})
+    pairs = zip(data["filename"], data["image"], strict=True)
+    images.update({f.decode(): image for f, image in pairs})
   assert sorted(images) == ["ext/b.png", "real/a.png", "real/g16.png", "sub/c.png"]
   np.testing.assert_array_equal(images["real/g16.png"], _grey(np.arange(256).reshape(16, 16)))
   assert "1 image(s) of PIL mode I;16 decoded to 8-bit RGB (16-bit grey scaled" in caplog.text

@@ -172,7 +172,11 @@ def test_local_features_shape_dtype_name_and_meta(cached, data_config, images):
   held_out = extractor.meta["held_out"]
   assert held_out["split"] == "test" and held_out["num_examples"] == 128
   assert list(held_out["accuracy"]) == ["bangs", "bald", "gender", "beard", "blond", "makeup"]
-  assert all(0 <= v <= 1 for v in held_out["accuracy"].values())
+  test = load_examples(data_config, "test", 128)
+  logits = extractor.outputs(test["image"], "logits")  # [128, 6 attributes, 6 levels]
+  right = logits.argmax(-1) == test["attributes"]
+  assert held_out["accuracy"] == {a: round(float(v), 4) for a, v in
+                                  zip(held_out["accuracy"], right.mean(0), strict=True)}
   assert set(held_out["factor_r2"]) == {"skin_tone", "background_hue", "background_value",
                                          "shift_x", "shift_y", "scale"}
 
@@ -188,7 +192,8 @@ def test_features_do_not_depend_on_the_batching(cached, data_config, images):
 def test_same_seed_gives_identical_params_and_features(cached, data_config, images, tmp_path):
   extractor, _ = cached
   again = local_features.train_local_extractor(data_config, tmp_path / "again", **TINY)
-  for a, b in zip(jax.tree.leaves(extractor.params), jax.tree.leaves(again.params)):
+  for a, b in zip(jax.tree.leaves(extractor.params), jax.tree.leaves(again.params),
+                  strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   np.testing.assert_array_equal(again(images), extractor(images))
   # and the save/load round trip gives the same features

@@ -19,6 +19,11 @@ from gem_jax.gem_pipeline import run_gem
 from gem_jax.train import checkpoints, train_and_evaluate
 from gem_jax.train.run_lock import run_lock
 
+try:
+  from polling import wait_for
+except ImportError:  # tests/ imported as a package
+  from tests.polling import wait_for
+
 
 def _has_gloo() -> bool:
   try:
@@ -83,7 +88,7 @@ def _assert_same_state(dir_a, dir_b):
   assert int(a["step"]) == int(b["step"])
   leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
   assert len(leaves_a) == len(leaves_b)
-  for x, y in zip(leaves_a, leaves_b):
+  for x, y in zip(leaves_a, leaves_b, strict=True):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
 
 
@@ -122,11 +127,9 @@ def test_two_processes_match_one_process_with_two_devices(prepared, tmp_path):
 
 
 def _wait_for_checkpoint(procs, ckpt):
-  deadline = time.time() + 300
-  while time.time() < deadline and not checkpoints.saved_steps(ckpt):
-    assert all(p.poll() is None for p, _ in procs), [log.read_text()[-2000:]
-                                                      for _, log in procs]
-    time.sleep(0.5)
+  """Waits (300 s at most) for a first checkpoint in `ckpt`, then 1 s more; fails with the
+  processes' last log lines when one of them exits first or at the deadline."""
+  wait_for(lambda: checkpoints.saved_steps(ckpt), f"a first checkpoint in {ckpt}", 300, procs)
   time.sleep(1.0)
 
 

@@ -3,6 +3,7 @@ initialised abstractly (jax.eval_shape: shapes and counts, no weights, no traini
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from experiments.configs import synthetic_gem, table1
@@ -66,14 +67,32 @@ def test_paper_parameter_counts(paper_model):
 
 
 def test_paper_decoder_folds(paper_model):
-  """fold_into_decoder reads the decoder's Dense_0 [d, 4 * 4 * 512] in both architectures."""
+  """fold_into_decoder turns the paper decoder's Dense_0 kernel W1 [d, 4 * 4 * 512] into G W1
+  for a random W1 and a non-symmetric G [d, d] (so G W1 is told from G^T W1, a diagonal
+  scaling or W1 alone); every other leaf is passed through untouched."""
   m = paper_model
   d = m["config"].model.latent_dim
-  params = jax.tree.map(lambda s: jnp.ones(s.shape, s.dtype), m["vae_params"])
-  folded = fold_into_decoder(params, 2.0 * jnp.eye(d))
+  params = m["vae_params"]  # abstract shapes: fold_into_decoder reads only Dense_0
+  dense = params["params"]["decoder"]["Dense_0"]
+  keys = jax.random.split(jax.random.PRNGKey(7), 3)
+  w1 = jax.random.normal(keys[0], dense["kernel"].shape, dense["kernel"].dtype)
+  bias = jax.random.normal(keys[1], dense["bias"].shape, dense["bias"].dtype)
+  g = jax.random.normal(keys[2], (d, d))
+  assert np.abs(np.asarray(g) - np.asarray(g).T).max() > 0.5  # not symmetric
+  decoder = {**params["params"]["decoder"], "Dense_0": {"kernel": w1, "bias": bias}}
+  params = {**params, "params": {**params["params"], "decoder": decoder}}
+  folded = fold_into_decoder(params, g)
   kernel = folded["params"]["decoder"]["Dense_0"]["kernel"]
   chex.assert_shape(kernel, (d, 4 * 4 * 16 * 32))
-  assert float(kernel[0, 0]) == 2.0
+  assert kernel.dtype == w1.dtype
+  want = np.asarray(g, np.float64) @ np.asarray(w1, np.float64)
+  np.testing.assert_allclose(np.asarray(kernel), want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(kernel, jnp.asarray(g) @ w1)
+  assert folded["params"]["decoder"]["Dense_0"]["bias"] is bias
+  for name, leaf in params["params"]["decoder"].items():
+    if name != "Dense_0":
+      assert folded["params"]["decoder"][name] is leaf, name
+  assert folded["params"]["encoder"] is params["params"]["encoder"]
 
 
 def test_channel_multipliers():

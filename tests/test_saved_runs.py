@@ -3,8 +3,11 @@
 tests/fixtures/runs_191b7d6/ holds tiny runs written by that commit with `make_runs.py` (beside
 them): a GEM pipeline stopped after GEM step 3 (warm-up, scores, graph and the step-3 GEM
 checkpoint) and the three baselines stopped at step 3. `final_step6.json` is what the same
-commit reached at step 6 (per-leaf sums of params, discriminator and graph). Resuming with
-today's code must reach the same numbers.
+commit reached at step 6 (per-leaf sums of params, discriminator and graph);
+`final_step6_moments.json` adds per leaf the sum of squares and the ramp sum
+sum_i v_i (i + 1) / n of the flattened leaf (`make_moments.py`, the same runs again from that
+commit), which a transposed, permuted or rescaled leaf does not keep. Resuming with today's code
+must reach the same numbers.
 """
 import json
 import shutil
@@ -25,23 +28,35 @@ from gem_jax.train import checkpoints, train_and_evaluate
 FIXTURE = Path(__file__).parent / "fixtures" / "runs_191b7d6"
 BASELINES = ("dear", "factor_vae", "beta_tcvae")
 
-pytestmark = pytest.mark.slow
 
-
-def _leaf_sums(tree) -> dict:
-  return {jax.tree_util.keystr(k): float(np.asarray(v, np.float64).sum())
+def _leaf_stats(tree, fn) -> dict:
+  """{leaf path: fn(leaf as float64 [n], flattened)}."""
+  return {jax.tree_util.keystr(k): fn(np.asarray(v, np.float64).ravel())
           for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+STATS = {
+    "sum": lambda v: float(v.sum()),
+    "sum_sq": lambda v: float(np.sum(v * v)),
+    "ramp": lambda v: float(np.sum(v * (np.arange(v.size) + 1.0) / v.size)),
+}
+
+
 def _assert_matches_old_commit(token: str, checkpoint_dir: Path) -> None:
-  want = json.loads((FIXTURE / "final_step6.json").read_text())[token]
+  """The step-6 state in checkpoint_dir matches the old commit's per leaf: sum (rel 1e-4, abs
+  1e-4), sum of squares and ramp sum (rel 1e-4, abs 1e-6)."""
+  sums = json.loads((FIXTURE / "final_step6.json").read_text())[token]
+  moments = json.loads((FIXTURE / "final_step6_moments.json").read_text())[token]
   state, _ = checkpoints.restore_raw(checkpoint_dir)
-  assert int(state["step"]) == want["step"] == 6
+  assert int(state["step"]) == sums["step"] == 6
   for part in ("params", "disc_params", "graph"):
-    got = _leaf_sums(state[part])
-    assert sorted(got) == sorted(want[part]), part
-    for key, value in want[part].items():
-      assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-4), (part, key)
+    wants = {"sum": sums[part], **moments[part]}
+    for stat, want in wants.items():
+      got = _leaf_stats(state[part], STATS[stat])
+      assert sorted(got) == sorted(want), (part, stat)
+      atol = 1e-4 if stat == "sum" else 1e-6
+      for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-4, abs=atol), (part, stat, key)
 
 
 def _config(token: str, tfds_dir: str):
@@ -60,6 +75,7 @@ def saved(tmp_path):
   return tmp_path / "runs"
 
 
+@pytest.mark.slow
 def test_old_gem_pipeline_resumes_to_the_old_commits_weights(saved, tfds_dir):
   model = run_gem(_config("gem", tfds_dir), saved / "gem")
   assert model.step == 6
@@ -67,6 +83,7 @@ def test_old_gem_pipeline_resumes_to_the_old_commits_weights(saved, tfds_dir):
   _assert_matches_old_commit("gem", saved / "gem" / "gem")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("token", BASELINES)
 def test_old_baseline_runs_resume_to_the_old_commits_weights(saved, tfds_dir, token):
   train_and_evaluate(_config(token, tfds_dir), saved / token, resume=True)

@@ -64,7 +64,7 @@ def oracle_run(tfds_dir, tmp_path_factory):
   return out, result, lines
 
 
-def test_oracle_run_writes_everything(oracle_run):
+def test_oracle_run_writes_everything(oracle_run, tfds_dir):
   out, result, lines = oracle_run
   for name in [
       "scores.npy",
@@ -101,27 +101,86 @@ def test_oracle_run_writes_everything(oracle_run):
   assert np.all(lo <= s + 1e-4) and np.all(s <= hi + 1e-4)
 
   acc = json.load(open(os.path.join(out, "scorer_accuracy.json")))
-  assert set(acc["per_attribute"]) == set(ATTRS)
-  for v in acc["per_attribute"].values():
-    assert 0.5 <= v["exact"] <= v["within_1"] <= 1.0
-    assert np.asarray(v["confusion_label_by_score"]).sum() == N
+  labels = load_examples(ml_collections.ConfigDict(
+      {"name": "synthetic_faces", "config": "tiny", "data_dir": tfds_dir, "split": "train"}),
+      "train", N)["attributes"].astype(np.int64)
+  assert labels.shape == (N, 6)
+  _assert_accuracy_of(acc, scores.astype(np.int64), labels)
   assert 0.75 < acc["mean_exact"] < 0.98  # the oracle's stated accuracy is 0.884
-  assert 0.0 <= acc["all_zero_rate"] <= 1.0 and acc["all_zero_rate_labels"] is not None
-  assert np.asarray(acc["somers_d_labels"]).shape == (6, 6)
-  truth = acc["truth"]["from_scores"]
-  assert truth["num_true_edges"] == 5 and len(truth["edges"]) == 5
-  assert 0.0 <= truth["sign_agreement"] <= 1.0
-  for k in ("auroc_undirected", "auroc_directed", "auroc_undirected_strong"):
-    assert 0.0 <= truth[k] <= 1.0
-  assert len(truth["independent_pairs"]) == 4
+  s_labels = np.asarray(somers_d(labels.astype(np.int32)), np.float64)
+  np.testing.assert_allclose(np.asarray(acc["somers_d_labels"]), s_labels, atol=5e-5)
+  s64 = np.asarray(somers_d(scores), np.float64)
+  _assert_recovery_of(acc["truth"]["from_scores"], s64)
+  _assert_recovery_of(acc["truth"]["from_labels"], s_labels)
   assert acc["truth"]["from_labels"]["sign_agreement"] == 1.0  # the labels know the truth
-  assert acc["truth"]["population"]["scores_vs_population"]["max_abs_diff"] >= 0.0
+  _assert_max_abs_diff(acc["truth"]["population"]["scores_vs_population"], s64,
+                       np.asarray(POPULATION_S))
 
   for png in ("somers_d.png", "somers_d_vs_truth.png"):
     with Image.open(os.path.join(out, png)) as im:
       assert im.format == "PNG" and im.size[0] > 400 and im.size[1] > 300
   text = "\n".join(lines)
   assert "SIMULATED" in text and "impact of row i on column j" in text
+
+
+def _auroc(positives, negatives) -> float:
+  """P(a positive outscores a negative), ties 1/2, counted pair by pair."""
+  wins = [1.0 if p > n else 0.5 if p == n else 0.0 for p in positives for n in negatives]
+  return sum(wins) / len(wins)
+
+
+def _assert_accuracy_of(acc, scores, labels):
+  """scorer_accuracy.json's accuracy figures equal those counted here from scores and labels
+  (int [N, 6], columns ATTRS)."""
+  assert list(acc["per_attribute"]) == ATTRS
+  for j, name in enumerate(ATTRS):
+    v = acc["per_attribute"][name]
+    assert v["exact"] == round(float(np.mean(scores[:, j] == labels[:, j])), 4), name
+    assert v["within_1"] == round(float(np.mean(np.abs(scores[:, j] - labels[:, j]) <= 1)), 4)
+    confusion = np.zeros((6, 6), np.int64)
+    for level, score in zip(labels[:, j], scores[:, j], strict=True):
+      confusion[level, score] += 1
+    np.testing.assert_array_equal(v["confusion_label_by_score"], confusion, err_msg=name)
+    assert (v["num_compared"], v["missing_scores"]) == (N, 0)
+  exact = [np.mean(scores[:, j] == labels[:, j]) for j in range(6)]
+  assert acc["mean_exact"] == pytest.approx(np.mean(exact), abs=5e-5)
+  assert acc["all_zero_rate"] == round(float(np.mean([not r.any() for r in scores])), 4)
+  assert acc["all_zero_rate_labels"] == round(float(np.mean([not r.any() for r in labels])), 4)
+
+
+def _assert_recovery_of(rec, s):
+  """A graph_recovery block equals the figures computed here from Somers' D s [6, 6] (rows and
+  columns ATTRS) and synthetic_faces' true graph: signs of the 5 true edges, and AUROCs of
+  |S| on true edges against the 4 independent pairs (all edges, and |weight| >= 0.7)."""
+  w = sf.TRUE_GRAPH
+  edges = [(i, j) for i in range(6) for j in range(6) if w[i, j] != 0]
+  assert rec["num_true_edges"] == len(edges) == 5
+  assert [(e["from"], e["to"]) for e in rec["edges"]] == [(ATTRS[i], ATTRS[j]) for i, j in edges]
+  right = [np.sign(s[i, j]) == np.sign(w[i, j]) for i, j in edges]
+  assert [e["sign_agrees"] for e in rec["edges"]] == right
+  assert rec["sign_agreement"] == round(float(np.mean(right)), 4)
+  indep = [(ATTRS.index(a), ATTRS.index(b)) for a, b in sf.INDEPENDENT_PAIRS]
+  assert rec["independent_pairs"] == [list(p) for p in sf.INDEPENDENT_PAIRS]
+  both = lambda i, j: max(abs(s[i, j]), abs(s[j, i]))
+  joined = sorted({tuple(sorted(e)) for e in edges})
+  strong = [(i, j) for i, j in joined if max(abs(w[i, j]), abs(w[j, i])) >= 0.7]
+  negatives = [both(i, j) for i, j in indep]
+  assert rec["auroc_undirected"] == round(_auroc([both(*e) for e in joined], negatives), 4)
+  assert rec["auroc_undirected_strong"] == round(_auroc([both(*e) for e in strong], negatives),
+                                                 4)
+  directed_negatives = [abs(s[a, b]) for i, j in indep for a, b in ((i, j), (j, i))]
+  assert rec["auroc_directed"] == round(_auroc([abs(s[i, j]) for i, j in edges],
+                                               directed_negatives), 4)
+
+
+def _assert_max_abs_diff(block, s, population):
+  """scores_vs_population equals the largest off-diagonal |s - population| ([6, 6] each; the
+  population to 4 digits) and names where it is."""
+  d = np.abs(s - population)
+  np.fill_diagonal(d, 0.0)
+  i, j = np.unravel_index(np.argmax(d), d.shape)
+  assert block["max_abs_diff"] == pytest.approx(d[i, j], abs=1.1e-4)
+  assert block["at"] == [ATTRS[i], ATTRS[j]]
 
 
 def test_rerun_makes_zero_oracle_calls(oracle_run, tfds_dir, monkeypatch):

@@ -1,18 +1,20 @@
 """Tests of gem_jax.scorers' OpenAI backend through the real `openai` client against a local
 fake server (tests/fake_servers.py, 127.0.0.1 only; nothing here uses the internet). Retry
-delays are shrunk with a fast RetryPolicy; Retry-After waits are real (1 s) because honouring
-them is what is tested.
+delays are shrunk with a fast RetryPolicy; where a wait is what is tested (Retry-After, the rate
+limit, the backoff after a timeout) the scorer runs on a fake clock that records the waits it
+asks for, so nothing is timed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
-import time
 
 import numpy as np
+import openai
 import pytest
 
 from gem_jax.scorers import (
@@ -37,6 +39,7 @@ try:
     expected,
     fake_env,
     images,
+    on_fake_clock,
     openai_scorer,
     png_of_openai_request,
   )
@@ -48,6 +51,7 @@ except ImportError:  # tests/ imported as a package
     expected,
     fake_env,
     images,
+    on_fake_clock,
     openai_scorer,
     png_of_openai_request,
   )
@@ -104,14 +108,18 @@ def test_openai_duplicate_images_sent_once():
 
 
 def test_openai_429_retry_after_honoured():
+  """A 429 with Retry-After: 1 is retried once, for the same image, after a wait of 1 to 1.1 s
+  (+ up to 10% jitter) that also holds the rate limiter for as long."""
   imgs = images(1)
   script = [Reply.error(429, "Rate limit reached", {"Retry-After": "1"})]
   with OpenAIFakeServer(script=script) as srv:
     s = openai_scorer(srv)
+    fake = on_fake_clock(s)
     out = s.score(imgs, ATTRS)
     assert srv.num_requests == 2
-    gap = srv.requests[1].t - srv.requests[0].t
-  assert gap >= 0.95, gap
+    assert [png_of_openai_request(r) for r in srv.requests] == [encode_png(imgs[0])] * 2
+  assert len(fake.backoffs) == 1 and 1.0 <= fake.backoffs[0] <= 1.1, fake.backoffs
+  assert fake.waits == []  # the retry waited out the pause it set
   assert s.last_usage.retries == 1
   np.testing.assert_array_equal(out, expected(imgs))
 
@@ -126,14 +134,32 @@ def test_openai_500_then_success():
   np.testing.assert_array_equal(out, expected(imgs))
 
 
+def _recording_errors(scorer) -> list:
+  """Makes `scorer` list every exception its requests end with (the runner classifies each)."""
+  seen, classify = [], scorer._classify
+
+  def recording(exc):
+    seen.append(exc)
+    return classify(exc)
+
+  scorer._classify = recording
+  return seen
+
+
 def test_openai_timeout_then_success():
+  """An answer 30 s late: the client's own 1 s timeout ends the first request (an
+  APITimeoutError, not the runner's backstop at timeout + 5 s), and one retry of the same image
+  follows after the policy's first backoff (0.01 s, no jitter)."""
   imgs = images(1)
-  with OpenAIFakeServer(script=[Reply.answer(delay_s=1.5)]) as srv:
-    s = openai_scorer(srv, timeout_s=0.4)
-    t0 = time.monotonic()
+  with OpenAIFakeServer(script=[Reply.answer(delay_s=30.0)]) as srv:
+    s = openai_scorer(srv, timeout_s=1.0, retry=dataclasses.replace(FAST, jitter=0.0))
+    fake = on_fake_clock(s)
+    errors = _recording_errors(s)
     out = s.score(imgs, ATTRS)
-    assert time.monotonic() - t0 < 1.4  # did not wait for the slow answer
     assert srv.num_requests == 2
+    assert [png_of_openai_request(r) for r in srv.requests] == [encode_png(imgs[0])] * 2
+  assert [type(e) for e in errors] == [openai.APITimeoutError]
+  assert fake.backoffs == [0.01] and fake.waits == []
   assert s.last_usage.retries == 1
   np.testing.assert_array_equal(out, expected(imgs))
 
@@ -212,24 +238,27 @@ def test_openai_bad_request_not_retried():
 
 
 def test_openai_concurrency_above_one():
+  """Answers taking 0.25 s, concurrency 4: requests overlap at the server, never more than 4,
+  each of the 9 images is asked for once."""
   imgs = images(9)
   with OpenAIFakeServer(default=Reply.answer(delay_s=0.25)) as srv:
     s = openai_scorer(srv, concurrency=4)
-    t0 = time.monotonic()
     out = s.score(imgs, ATTRS)
-    elapsed = time.monotonic() - t0
-    assert srv.max_in_flight >= 2
-    assert srv.max_in_flight <= 4
-  assert elapsed < 9 * 0.25
+    assert 2 <= srv.max_in_flight <= 4
+    assert sorted(png_of_openai_request(r) for r in srv.requests) == sorted(
+        encode_png(im) for im in imgs)
   np.testing.assert_array_equal(out, expected(imgs))
 
 
 def test_openai_rate_limit_spacing():
+  """600 requests per minute with concurrency 4: the first request starts at once, each of the
+  other three waits for its 0.1 s slot."""
   with OpenAIFakeServer() as srv:
-    openai_scorer(srv, concurrency=4, requests_per_minute=600).score(images(4), ATTRS)
-    ts = sorted(r.t for r in srv.requests)
-  gaps = np.diff(ts)  # 600 rpm -> one request start per 0.1 s (arrivals jitter a little)
-  assert ts[-1] - ts[0] >= 0.27 and gaps.min() >= 0.04, gaps
+    s = openai_scorer(srv, concurrency=4, requests_per_minute=600)
+    fake = on_fake_clock(s)
+    s.score(images(4), ATTRS)
+    assert srv.num_requests == 4
+  assert fake.waits == pytest.approx([0.1] * 3) and fake.backoffs == []
 
 
 def test_openai_kill_and_resume_zero_repeats(tmp_path):

@@ -1,6 +1,6 @@
 """Request limits of the API scorers: the default limit applies only to the vendor's endpoint,
-and the server's rate-limit headers hold new requests. The limiter runs on a fake clock whose
-sleeps are recorded, so the tests count waits instead of timing anything."""
+and the server's rate-limit headers hold new requests. The limiter and the retries run on a fake
+clock whose sleeps are recorded, so the tests count waits instead of timing anything."""
 
 from __future__ import annotations
 
@@ -15,10 +15,26 @@ from gem_jax.scorers.retry import RateLimiter, parse_duration, parse_rate_limit_
 
 try:
   from fake_servers import OpenAIFakeServer, Reply
-  from scorer_helpers import ATTRS, expected, fake_env, images, openai_scorer
+  from scorer_helpers import (
+    ATTRS,
+    FakeClock,
+    expected,
+    fake_env,
+    images,
+    on_fake_clock,
+    openai_scorer,
+  )
 except ImportError:  # tests/ imported as a package
   from tests.fake_servers import OpenAIFakeServer, Reply
-  from tests.scorer_helpers import ATTRS, expected, fake_env, images, openai_scorer
+  from tests.scorer_helpers import (
+    ATTRS,
+    FakeClock,
+    expected,
+    fake_env,
+    images,
+    on_fake_clock,
+    openai_scorer,
+  )
 
 LOCAL = "http://127.0.0.1:9/v1"
 QUOTA_USED = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1m30s"}
@@ -27,29 +43,6 @@ QUOTA_USED = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests
 @pytest.fixture(autouse=True)
 def _env(monkeypatch):
   fake_env(monkeypatch)
-
-
-class FakeClock:
-  """Time that moves only when the limiter sleeps; `waits` lists every sleep (seconds)."""
-
-  def __init__(self):
-    self.now, self.waits = 0.0, []
-
-  def clock(self) -> float:
-    return self.now
-
-  async def sleep(self, seconds: float) -> None:
-    self.waits.append(seconds)
-    self.now += seconds
-    await asyncio.sleep(0)
-
-
-def _on_fake_clock(scorer) -> FakeClock:
-  """Makes `scorer`'s runs use a limiter on a fresh FakeClock, returned."""
-  fake = FakeClock()
-  scorer._rate_limiter = lambda: RateLimiter(scorer.requests_per_minute, clock=fake.clock,
-                                             sleep=fake.sleep)
-  return fake
 
 
 def test_default_limit_only_on_the_vendor_endpoint(monkeypatch):
@@ -104,7 +97,7 @@ def test_limiter_spaces_requests_and_pauses_on_a_fake_clock():
 def test_custom_base_url_is_not_throttled_by_default():
   with OpenAIFakeServer() as srv:
     s = openai_scorer(srv, concurrency=8, requests_per_minute=None)
-    fake = _on_fake_clock(s)
+    fake = on_fake_clock(s)
     out = s.score(images(24), ATTRS)
     assert srv.num_requests == 24
   assert s.requests_per_minute is None and fake.waits == []
@@ -114,7 +107,7 @@ def test_custom_base_url_is_not_throttled_by_default():
 def test_explicit_limit_applies_to_a_custom_base_url():
   with OpenAIFakeServer() as srv:
     s = openai_scorer(srv, concurrency=1, requests_per_minute=600)
-    fake = _on_fake_clock(s)
+    fake = on_fake_clock(s)
     s.score(images(5), ATTRS)
   assert fake.waits == pytest.approx([0.1] * 4)
 
@@ -123,7 +116,7 @@ def test_quota_used_up_holds_the_next_request_until_the_reset(caplog):
   script = [Reply(kind="answer", headers=QUOTA_USED)]
   with OpenAIFakeServer(script=script) as srv:
     s = openai_scorer(srv, concurrency=1)
-    fake = _on_fake_clock(s)
+    fake = on_fake_clock(s)
     with caplog.at_level(logging.INFO, logger="gem_jax.scorers"):
       out = s.score(images(3), ATTRS)
     assert srv.num_requests == 3
@@ -138,7 +131,7 @@ def test_quota_headers_with_requests_left_or_a_long_reset():
   for headers, want in ((left, []), (long, [300.0])):  # 6 min capped at retry_after_max_s
     with OpenAIFakeServer(script=[Reply(kind="answer", headers=headers)]) as srv:
       s = openai_scorer(srv, concurrency=1)
-      fake = _on_fake_clock(s)
+      fake = on_fake_clock(s)
       s.score(images(2), ATTRS)
     assert fake.waits == want, headers
 
@@ -150,8 +143,10 @@ def test_quota_headers_with_requests_left_or_a_long_reset():
 def test_429_waits_for_retry_after_or_the_quota_reset(headers, low):
   with OpenAIFakeServer(script=[Reply.error(429, "Rate limit reached", headers)]) as srv:
     s = openai_scorer(srv, concurrency=1)
-    fake = _on_fake_clock(s)
+    fake = on_fake_clock(s)
     out = s.score(images(1), ATTRS)
     assert srv.num_requests == 2
-  assert len(fake.waits) == 1 and low <= fake.waits[0] <= 1.1 * low + 1e-9, fake.waits
+  # The retry waits out the pause it set for every request, so the limiter has none left.
+  assert len(fake.backoffs) == 1 and low <= fake.backoffs[0] <= 1.1 * low + 1e-9, fake.backoffs
+  assert fake.waits == []
   np.testing.assert_array_equal(out, expected(images(1)))

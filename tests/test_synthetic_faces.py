@@ -88,7 +88,7 @@ def test_sample_shapes_and_ranges(sampled):
   for i in range(6):
     assert np.all(np.bincount(attributes[:, i], minlength=6) > 0), sf.ATTRIBUTES[i]
   assert np.mean(attributes[:, IDX["bald"]] == 0) > 0.7
-  nuisance = dict(zip(sf.FACTOR_NAMES, factors.T))
+  nuisance = dict(zip(sf.FACTOR_NAMES, factors.T, strict=True))
   assert np.all(np.abs(nuisance["shift_x"]) <= sf.SHIFT_MAX_PX)
   assert np.all((nuisance["scale"] >= 0.92) & (nuisance["scale"] <= 1.08))
   assert np.all((nuisance["skin_tone"] >= 0) & (nuisance["skin_tone"] <= 1))

@@ -18,6 +18,11 @@ import gem_jax
 from experiments.configs import synthetic_gem
 from gem_jax.train import RunExistsError, checkpoints, loop, train_and_evaluate
 
+try:
+  from polling import wait_for
+except ImportError:  # tests/ imported as a package
+  from tests.polling import wait_for
+
 pytestmark = pytest.mark.slow  # end-to-end training runs and subprocesses
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +58,8 @@ def test_load_restores_the_final_model(finished_run):
   config, workdir, state = finished_run
   model = gem_jax.load(str(workdir))
   assert model.step == 6
-  for a, b in zip(_params(state), [np.asarray(x) for x in jax.tree.leaves(model.params)]):
+  for a, b in zip(_params(state), [np.asarray(x) for x in jax.tree.leaves(model.params)],
+                  strict=True):
     np.testing.assert_array_equal(a, b)
   images = np.zeros((3, 64, 64, 3), np.uint8)
   mu, logvar = model.encode(images)
@@ -81,7 +87,7 @@ def test_resume_continues_the_same_stream(finished_run, tfds_dir, tmp_path):
   resumed = train_and_evaluate(config, tmp_path, resume=True)
   assert int(resumed.step) == 6
   np.testing.assert_array_equal(np.asarray(resumed.rng), np.asarray(full.rng))
-  for a, b in zip(_params(full), _params(resumed)):
+  for a, b in zip(_params(full), _params(resumed), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -113,8 +119,8 @@ def test_unknown_dataset_is_a_clear_error(tiny_config, tmp_path):
     train_and_evaluate(tiny_config, tmp_path)
 
 
-def _cli(*args, **kwargs):
-  env = dict(os.environ, PYTHONPATH=str(ROOT))
+def _cli(*args, env=None, **kwargs):
+  env = env or dict(os.environ, PYTHONPATH=str(ROOT))
   return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=300, **kwargs)
 
@@ -127,7 +133,13 @@ def test_unknown_config_key_is_a_clear_error(tmp_path):
 
 
 def test_celeba_entry_point_names_the_missing_files(tmp_path):
-  out = _cli("experiments.celeba_gem", f"--config.data.celeba_dir={tmp_path}")
+  """An empty CelebA folder and an empty tfds data_dir of its own (a machine with CelebA
+  prepared in ~/tensorflow_datasets must not change the outcome)."""
+  data_dir = tmp_path / "tfds"
+  data_dir.mkdir()
+  out = _cli("experiments.celeba_gem", f"--config.data.celeba_dir={tmp_path}",
+             f"--config.data.data_dir={data_dir}",
+             env=dict(os.environ, PYTHONPATH=str(ROOT), TFDS_DATA_DIR=str(data_dir)))
   assert out.returncode != 0
   assert "CelebA not found: missing img_align_celeba, list_attr_celeba.txt" in out.stderr
   assert "error:" in out.stderr and "Traceback" not in out.stderr
@@ -140,19 +152,19 @@ def test_kill_then_resume(tfds_dir, tmp_path):
   common = [config_arg, f"--config.data.data_dir={tfds_dir}", f"--workdir={tmp_path}",
             "--config.train.checkpoint_every=2", "--config.train.sample_every=1000"]
   env = dict(os.environ, PYTHONPATH=str(ROOT))
-  proc = subprocess.Popen([sys.executable, "-m", "experiments.synthetic_gem", *common,
-                           "--config.train.num_steps=100000"], cwd=ROOT, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.time() + 240
+  log = tmp_path.parent / f"{tmp_path.name}_train.log"
+  with open(log, "w") as f:
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.synthetic_gem", *common,
+                             "--config.train.num_steps=100000"], cwd=ROOT, env=env,
+                            stdout=f, stderr=subprocess.STDOUT)
   ckpt = tmp_path / "checkpoints"
-  while time.time() < deadline and not (ckpt.exists() and
-                                        [p for p in ckpt.iterdir() if p.name.isdigit()]):
-    time.sleep(0.5)
+  wait_for(lambda: checkpoints.saved_steps(ckpt), f"a first checkpoint in {ckpt}", 240,
+           procs=[(proc, log)])
   time.sleep(1.0)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  saved = max(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
-  assert saved >= 2
+  saved = max(checkpoints.saved_steps(ckpt))
+  assert saved >= 2 and saved % 2 == 0, saved  # checkpoint_every=2
   out = _cli("experiments.synthetic_gem", *common, f"--config.train.num_steps={saved + 2}",
              "--resume")
   assert out.returncode == 0, out.stderr[-2000:]
@@ -242,7 +254,7 @@ def test_resume_skips_a_damaged_newest_checkpoint(finished_run, tmp_path, caplog
           f"rm -r '{moved}'") in warnings
   assert (moved / "state").is_dir()
   assert int(resumed.step) == 6
-  for a, b in zip(_params(full), _params(resumed)):
+  for a, b in zip(_params(full), _params(resumed), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert gem_jax.load(str(run)).step == 6
   steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]

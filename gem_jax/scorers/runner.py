@@ -345,7 +345,7 @@ class APIScorer(Scorer):
             gate.open()
       if delay is not None:
         self._tick(pbar, usage, advance=0)
-        await asyncio.sleep(delay)
+        await self._retry_sleep(delay)
         continue
       # got an answer
       self._hold_if_asked(limiter, raw.wait_s)
@@ -389,6 +389,11 @@ class APIScorer(Scorer):
   def _rate_limiter(self) -> RateLimiter:
     """The limiter of one run: `requests_per_minute` spacing and the pauses servers ask for."""
     return RateLimiter(self.requests_per_minute)
+
+  async def _retry_sleep(self, seconds: float) -> None:
+    """Waits out the backoff before a retry (tests replace it, and `_rate_limiter`'s clock, to
+    record the delays asked for instead of waiting)."""
+    await asyncio.sleep(seconds)
 
   def _hold_if_asked(self, limiter: RateLimiter, wait_s: Optional[float]) -> None:
     """Holds every new request for the `wait_s` seconds an answer asked for (request quota
