@@ -61,10 +61,11 @@ def _assert_matches_old_commit(token: str, checkpoint_dir: Path) -> None:
 
 def _config(token: str, tfds_dir: str):
   """The run config of `token` as the old commit wrote it: its 'gem' was today's
-  'gem_paper' (the paper's objective) under the name 'gem'."""
+  'gem_paper' (the paper's objective) under the name 'gem', trained unguided."""
   config = synthetic_gem.get_config(f"tiny,{'gem_paper' if token == 'gem' else token}")
   if token == "gem":
     config.model.name = "gem"
+    config.gem.guidance.weight = 0.0
   config.data.data_dir = tfds_dir
   return config
 
