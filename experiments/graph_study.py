@@ -35,7 +35,13 @@ from gem_jax.config_checks import validate_config
 from gem_jax.data import get_dataset
 from gem_jax.evaluation import aligned_graphs, evaluate_model, make_extractor
 from gem_jax.files import atomic_write_json, atomic_write_text
-from gem_jax.gem_pipeline import guided_stages, make_guide, run_shared_stages, run_stage4
+from gem_jax.gem_pipeline import (
+  guided_stages,
+  make_guide,
+  run_shared_stages,
+  run_stage4,
+  stage4_config,
+)
 from gem_jax.relations import relation_recovery
 from gem_jax.train import checkpoints, run_lock, train_and_evaluate
 from gem_jax.trained_model import load
@@ -102,6 +108,7 @@ def train_variant(study, root: Path, variant: str, seed: int) -> Path:
     return out
   start = run_shared_stages(variant_config(study, SHARED, seed), seed_dir)
   if variant == BETA_VAE:  # guided as GEM's stage 4 is, so that only the graph differs
+    config = stage4_config(config)
     guide = make_guide(config, start.examples, start.scores) if (
         "gem" in guided_stages(config)) else None
     train_and_evaluate(config, out, resume=True, vae_params=start.vae_params, guide=guide)

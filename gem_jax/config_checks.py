@@ -172,6 +172,7 @@ GEM_RULES: tuple[tuple[str, Check], ...] = (
     ("gem.min_alignment", number(0, 1)),
     ("gem.accept_weak_alignment", choice((True, False))),
     ("gem.guidance.weight", NON_NEGATIVE),
+    ("gem.guidance.stage4_weight", optional(NON_NEGATIVE)),
     ("gem.guidance.holdout_fraction", number(0, 1, high_open=True)),
     ("gem.num_scored_images", integer(2)),
     ("gem.scorer.backend", choice(BACKENDS)),
@@ -312,7 +313,8 @@ def _guidance_problems(config) -> list[str]:
   weight, batch = (lookup(config, f"gem.guidance.{k}") for k in ("weight", "batch_size"))
   num, held = lookup(config, "gem.num_scored_images"), lookup(config,
                                                               "gem.guidance.holdout_fraction")
-  if not (_is_real(weight) and weight > 0 and names) or not _is_int(num) or not _is_real(held):
+  if (not (_is_real(weight) and weight > 0 and names) or not _is_int(num) or num < 2
+      or not _is_real(held)):
     return []
   guided = num - int(round(held * num))
   if not _is_int(batch) or not 1 <= batch <= guided:

@@ -45,12 +45,14 @@ from gem_jax.pipeline_settings import (
   GRAPH_KEYS,
   GUIDANCE_KEYS,
   REMOTE_BACKENDS,
+  WARMUP_GUIDANCE_KEYS,
   array_digest,
   attribute_names,
   guide_rows,
   guided_latents,
   guided_stages,
   scoring_values,
+  stage4_config,
   stage4_values,
   warmup_config,
   warmup_id,
@@ -79,7 +81,8 @@ from gem_jax.trained_model import TrainedModel, load
 __all__ = ["run_gem", "run_shared_stages", "run_stage4", "Stage4Start", "warmup_config",
            "compensated_start", "ScoringIncompleteError", "StageMismatchError",
            "WeakAlignmentError", "check_alignment", "guided_stages", "latent_order_truth",
-           "write_figures", "attribute_names", "REMOTE_BACKENDS", "make_guide"]
+           "write_figures", "attribute_names", "REMOTE_BACKENDS", "make_guide",
+           "stage4_config"]
 
 TRUTH_IMAGES = 1_000  # test images on which the alignment is checked against true levels
 
@@ -150,7 +153,7 @@ def run_alignment(config, workdir: Path, warmup_dir: Path, images: np.ndarray,
   knows them (`alignment_quality`)."""
   names = attribute_names(config)
   guided = "warmup" in guided_stages(config)
-  values = config_values(config, GRAPH_KEYS + (GUIDANCE_KEYS if guided else ()))
+  values = config_values(config, GRAPH_KEYS + (WARMUP_GUIDANCE_KEYS if guided else ()))
   inputs = {"warmup": warmup_id(config), "scores": array_digest(scores)}
   path = workdir / "alignment.json"
   model = None
@@ -339,6 +342,7 @@ def run_stage4(config, start: Stage4Start, out: str | Path) -> TrainedModel:
   'gem' is in config.gem.guidance.stages. Refuses a folder whose record names other settings
   or another warm-up or A_0."""
   out = Path(out)
+  config = stage4_config(config)
   guided = "gem" in guided_stages(config)
   values = {**stage4_values(config), **(config_values(config, GUIDANCE_KEYS) if guided else {})}
   finished = checkpoints.reached(out, config.train.num_steps)  # every process reads

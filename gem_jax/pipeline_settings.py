@@ -20,8 +20,9 @@ WARMUP_KEYS = ("seed", "data.name", "data.config", "data.split", "model.arch", "
                "model.capacity_steps", "train.batch_size", "train.learning_rate",
                "train.adam_b1", "train.adam_b2", "train.grad_clip_norm")
 # The settings of MLLM-guided training, recorded by the stages it guides.
-GUIDANCE_KEYS = ("gem.guidance.weight", "gem.guidance.batch_size",
-                 "gem.guidance.holdout_fraction", "gem.guidance.stages")
+WARMUP_GUIDANCE_KEYS = ("gem.guidance.weight", "gem.guidance.batch_size",
+                        "gem.guidance.holdout_fraction", "gem.guidance.stages")
+GUIDANCE_KEYS = WARMUP_GUIDANCE_KEYS + ("gem.guidance.stage4_weight",)
 SCORING_KEYS = ("data.name", "data.config", "data.split", "gem.num_scored_images",
                 "gem.attributes", "gem.scorer.backend", "gem.scorer.model",
                 "gem.scorer.base_url")
@@ -33,6 +34,7 @@ GRAPH_KEYS = ("gem.attributes", "model.latent_dim")
 ADDED_STAGE_KEYS = {"model.arch": "burgess", "model.capacity_max": 0.0,
                     "model.disc_r1_interval": 1,
                     "model.capacity_steps": 1, "gem.guidance.weight": 0.0,
+                    "gem.guidance.stage4_weight": None,
                     "gem.guidance.batch_size": 16, "gem.guidance.holdout_fraction": 0.2,
                     "gem.guidance.stages": "warmup,gem"}
 # Settings that do not change what stage 4 computes (num_steps: a longer run continues it).
@@ -106,6 +108,17 @@ def guided_stages(config) -> tuple[str, ...]:
   return tuple(s.strip() for s in guidance.stages.split(",") if s.strip())
 
 
+def stage4_config(config):
+  """The config stage 4 trains with: config.gem.guidance.weight set to stage4_weight where
+  that is set (the warm-up keeps weight)."""
+  guidance = config.gem.get("guidance")
+  if guidance is None or not guidance.weight or guidance.get("stage4_weight") is None:
+    return config
+  c = config.copy_and_resolve_references()
+  c.gem.guidance.weight = float(guidance.stage4_weight)
+  return c
+
+
 def guided_latents(config) -> tuple[int, ...]:
   """The latent of each attribute under guidance, fixed up front: latent a for the a-th
   attribute of config.gem.attributes (docs/design.md, "MLLM-guided training")."""
@@ -119,7 +132,7 @@ def guide_rows(config, num_scored: int) -> tuple[np.ndarray, np.ndarray]:
 
 def warmup_values(config) -> dict:
   """The warm-up's recorded settings (with the guidance keys when the warm-up is guided)."""
-  keys = WARMUP_KEYS + (GUIDANCE_KEYS if "warmup" in guided_stages(config) else ())
+  keys = WARMUP_KEYS + (WARMUP_GUIDANCE_KEYS if "warmup" in guided_stages(config) else ())
   return config_values(warmup_config(config), keys)
 
 

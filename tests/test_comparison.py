@@ -51,10 +51,16 @@ def test_gem_sees_as_many_images_as_a_baseline():
   gem_images = (gem.gem.warmup_steps * gem.gem.warmup_batch_size
                 + gem.train.num_steps * gem.train.batch_size)
   assert baseline_images == gem_images
-  # The β-VAE run is GEM's warm-up: same learning rate, batch and a checkpoint at its end.
+  # Guided (the default), GEM warms up itself, at the run settings' warm-up beta; the same
+  # learning rate and batch as the baseline.
   assert base.train.learning_rate == gem.gem.warmup_learning_rate
   assert base.train.batch_size == gem.gem.warmup_batch_size
-  assert warmup_config(gem).model.beta == base.model.beta
+  assert gem.gem.guidance.weight > 0 and warmup_config(gem).model.beta == 0.5
+  # Unguided, the β-VAE run is GEM's warm-up: its beta and a checkpoint at its end.
+  table.run_tokens = "cpu30,unsupervised"
+  unguided = comparison.method_config(table, "gem", 1)
+  assert unguided.gem.guidance.weight == 0
+  assert warmup_config(unguided).model.beta == base.model.beta
   assert table.gem_warmup_steps % base.train.checkpoint_every == 0
   assert comparison.ordered_methods(get_config("tiny")) == ["beta_vae", "gem"]
 

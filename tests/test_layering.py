@@ -28,7 +28,8 @@ LAYERS = (
     ("scoring",),
     ("metrics",),
     ("config_checks",),
-    ("evaluation", "gem_pipeline", "pipeline_figures", "pipeline_settings"),
+    ("evaluation", "pipeline_figures", "pipeline_settings"),
+    ("gem_pipeline",),
     ("preflight",),
     ("__init__",),
 )

@@ -130,7 +130,8 @@ def _base() -> ml_collections.ConfigDict:
   # MLLM-guided training (gem_jax/objectives/guidance.py): the scores supervise the latents
   # that carry the attributes; weight 0 = the paper's fully unsupervised form.
   c.gem.guidance = ml_collections.ConfigDict()
-  c.gem.guidance.weight = 10.0     # measured: docs/results/alignment_study.md
+  c.gem.guidance.weight = 10.0     # the warm-up's (and stage 4's unless stage4_weight is set)
+  c.gem.guidance.stage4_weight = 30.0  # stage 4's (docs/design.md, "MLLM-guided training")
   c.gem.guidance.batch_size = 16   # scored images per step (global)
   c.gem.guidance.holdout_fraction = 0.2  # scored images never guided: the alignment's check
   c.gem.guidance.stages = "warmup,gem"   # the stages that are guided
@@ -272,6 +273,7 @@ def _apply_preset(c: ml_collections.ConfigDict, token: str) -> None:
     c.gem.warmup_batch_size = 8
     c.gem.warmup_learning_rate = 1e-3
     c.gem.num_scored_images = 64
+    c.gem.guidance.batch_size = 8
     c.gem.accept_weak_alignment = True  # seconds of training align nothing; tests of the guard
                                         # set it back to False
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from gem_jax.data import DatasetSpec
-from gem_jax.models.vae import VAE
+from gem_jax.models.vae import VAE, relate
 from gem_jax.objectives import losses
 
 AXIS = "batch"  # the pmap axis name of the train step
@@ -125,6 +125,13 @@ class Objective:
     del params, graph, a
     return None
 
+  def _prior_draws(self, ctx: "LossContext") -> jax.Array | None:
+    """The prior's draws for `joint_adversarial` where the VAE outputs hold none (the step
+    always passes them; tests and other callers may not)."""
+    if "prior_z" in ctx.out:
+      return None
+    return self.prior_sample(ctx.params, ctx.graph, ctx.a, ctx.inputs.prior_eps)
+
   def prior_sample(self, params, graph: dict, a: jax.Array, eps: jax.Array) -> jax.Array:
     """Latents z [B, d] of the prior from N(0, I) noise eps [B, d]: eps itself, or the SCM
     z = (I - W^T)^-1 eps of `prior_weights`."""
@@ -155,13 +162,22 @@ def reject_joint_adversarial(name: str, model_config) -> None:
                      "'dear' always uses it)")
 
 
-def joint_adversarial(ctx: LossContext) -> tuple[jax.Array, DiscBatch]:
+def joint_adversarial(ctx: LossContext, z_prior: jax.Array | None = None
+                      ) -> tuple[jax.Array, DiscBatch]:
   """The joint discriminator's generator loss L_adv,G and its DiscBatch: positives (x, z),
-  negatives (sigmoid(D_rec(A^T z')), z'), z' = ctx.out['prior_z'] [b, d] decoded with the
-  reconstructions (ctx.out['prior_logits']; the step asks the VAE for them when the objective
-  has a joint discriminator). D runs once on the 2b pairs; its logits are in the DiscBatch."""
-  x, z, z_prior = ctx.inputs.x, ctx.out["z"], ctx.out["prior_z"]
-  x_fake = jax.nn.sigmoid(ctx.out["prior_logits"])
+  negatives (sigmoid(D_rec(A^T z')), z'). The train step decodes z' = ctx.out['prior_z'] [b, d]
+  with the reconstructions (ctx.out['prior_logits']); a caller whose VAE outputs hold no prior
+  draws passes z_prior [b, d], decoded here. D runs once on the 2b pairs; its logits go into
+  the DiscBatch."""
+  x, z = ctx.inputs.x, ctx.out["z"]
+  if "prior_logits" in ctx.out:
+    z_prior, prior_logits = ctx.out["prior_z"], ctx.out["prior_logits"]
+  elif z_prior is not None:
+    prior_logits = ctx.vae.apply(ctx.params["vae"], relate(z_prior, ctx.a), method=VAE.decode)
+  else:
+    raise ValueError("joint_adversarial needs the prior's draws: ctx.out['prior_z'] and "
+                     "'prior_logits' (VAE called with prior_z) or z_prior")
+  x_fake = jax.nn.sigmoid(prior_logits)
   logits = ctx.disc.apply(ctx.disc_params, jnp.concatenate([x, x_fake]),
                           jnp.concatenate([z, z_prior]))
   d_real, d_fake = logits[:x.shape[0]], logits[x.shape[0]:]

@@ -159,7 +159,7 @@ class DEAR(Objective):
                        "the data set's labels")
     recon = losses.reconstruction_nll(ctx.out["logits"], ctx.inputs.x, self.likelihood,
                                       self.sigma).mean()
-    l_adv_g, disc_batch = joint_adversarial(ctx)
+    l_adv_g, disc_batch = joint_adversarial(ctx, self._prior_draws(ctx))
     sup = supervised_loss(ctx.out["mu"], labels, self.label_max)
     total = recon + self.lambda_adv * l_adv_g + self.lambda_sup * sup
     return LossOutput(total, dict(recon=recon, adv_generator=l_adv_g, supervised=sup),

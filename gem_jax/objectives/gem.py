@@ -95,7 +95,7 @@ class GemObjective(Objective):
     metrics["l_dis"] = l_dis
     disc_batch = None
     if self.adversarial:
-      l_adv_g, disc_batch = joint_adversarial(ctx)
+      l_adv_g, disc_batch = joint_adversarial(ctx, self._prior_draws(ctx))
       total = total + self.adv_weight(ctx.inputs.x) * l_adv_g
       metrics["adv_generator"] = l_adv_g
     return LossOutput(total, metrics, disc_batch)
