@@ -125,7 +125,7 @@ def _base() -> ml_collections.ConfigDict:
   # Alignment guard (docs/design.md, "Alignment quality"): stage 3 stops the pipeline when an
   # attribute's latent correlates with its scores below this |Spearman| (held-out scores when
   # guided), unless accept_weak_alignment (then recorded in the stage records).
-  c.gem.min_alignment = 0.4
+  c.gem.min_alignment = 0.3
   c.gem.accept_weak_alignment = False
   # MLLM-guided training (gem_jax/objectives/guidance.py): the scores supervise the latents
   # that carry the attributes; weight 0 = the paper's fully unsupervised form.
