@@ -155,7 +155,11 @@ def test_each_stage_records_what_produced_it(gem_run):
 
 @pytest.mark.parametrize("key, value, stage", [
     ("gem.num_scored_images", 32, "scoring"), ("gem.scorer.accuracy", 0.5, "scoring"),
-    ("model.beta", 1.0, "warm-up"), ("model.lambda_adv", 0.1, "GEM")])
+    ("model.beta", 1.0, "warm-up"), ("model.lambda_adv", 0.1, "GEM"),
+    # A lazy R1 interval is a function of the step, whatever the checkpoint interval; another
+    # interval is another stage 4 (a rerun with it is refused, nothing is overwritten).
+    ("model.disc_r1_interval", 4, "GEM"), ("gem.guidance.weight", 3.0, "warm-up"),
+    ("gem.guidance.stage4_weight", 3.0, "GEM")])
 def test_a_finished_run_refuses_other_settings_naming_the_key(gem_run, key, value, stage):
   config, workdir, _ = gem_run
   other = config.copy_and_resolve_references()
