@@ -80,15 +80,34 @@ def test_tiny_table_end_to_end(tfds_dir, tmp_path):
   assert np.isfinite(gem_eval["fd_recon"])
   base_eval = json.loads((tmp_path / "beta_vae" / "seed0" / "eval.json").read_text())
   assert "relation_auroc" not in base_eval["metrics"]  # no graph, no relation recovery
-  # GEM's warm-up is the β-VAE run's checkpoint, copied, not retrained.
+  # Guided (the default): GEM trains its own warm-up (the unguided copy: the test below).
   assert (tmp_path / "gem" / "seed0" / "warmup" / "checkpoints" / "2").is_dir()
-  assert not (tmp_path / "gem" / "seed0" / "warmup" / "metrics.jsonl").exists()
+  assert (tmp_path / "gem" / "seed0" / "warmup" / "metrics.jsonl").exists()
   csv_text = (tmp_path / "table1.csv").read_text()
   assert csv_text.startswith("method,metric,mean,std,n")
   # A rerun reads every evaluation back instead of recomputing it.
   mtime = (tmp_path / "gem" / "seed0" / "eval.json").stat().st_mtime_ns
   comparison.run_table(table, str(tmp_path), benchmark=False)
   assert (tmp_path / "gem" / "seed0" / "eval.json").stat().st_mtime_ns == mtime
+
+
+def test_unguided_warmup_is_the_beta_vae_checkpoint_copied(tmp_path):
+  """Unguided, GEM's warm-up is the β-VAE run's checkpoint at gem_warmup_steps, copied whole
+  (never retrained, never overwritten); without it, an error that says which method to train."""
+  table = get_config("tiny")
+  gem_root = comparison.run_dir(tmp_path, "gem", 0)
+  with pytest.raises(FileNotFoundError, match="train method 'beta_vae' first"):
+    comparison._seed_warmup_from_beta_vae(table, tmp_path, 0, gem_root)
+  source = comparison.run_dir(tmp_path, "beta_vae", 0) / "checkpoints" / "2"
+  (source / "state").mkdir(parents=True)
+  (source / "state" / "leaf").write_bytes(b"weights")
+  comparison._seed_warmup_from_beta_vae(table, tmp_path, 0, gem_root)
+  target = gem_root / "warmup" / "checkpoints" / "2"
+  assert (target / "state" / "leaf").read_bytes() == b"weights"
+  assert sorted(p.name for p in target.parent.iterdir()) == ["2"]  # no temporary left
+  (source / "state" / "leaf").write_bytes(b"changed")
+  comparison._seed_warmup_from_beta_vae(table, tmp_path, 0, gem_root)  # already there: kept
+  assert (target / "state" / "leaf").read_bytes() == b"weights"
 
 
 @pytest.mark.slow  # trains a tiny β-VAE and evaluates it in a subprocess

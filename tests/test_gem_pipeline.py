@@ -43,10 +43,20 @@ def test_gem_checkpoint_carries_alignment_and_a0(gem_run):
   a0 = np.load(workdir / "graph" / "a0.npy")
   np.testing.assert_array_equal(model.graph_state["a0"], a0)
   assert model.meta["scorer"]["is_simulation"] is True
+  # Labels carry the final quality table (gem/alignment_quality.json): ρ, and '?'/'weak' for
+  # an attribute below config.gem.min_alignment.
+  quality = {r.attribute: r for r in model.alignment_quality().rows}
+  saved = json.loads((workdir / "gem" / "alignment_quality.json").read_text())
+  assert [r["attribute"] for r in saved["rows"]] == list(alignment.attribute_names)
   labels = [f"z{k}: free" for k in range(model.latent_dim)]
   for name, k, sign in zip(alignment.attribute_names, alignment.latent_of_attribute,
                            alignment.signs, strict=True):
-    labels[k] = f"z{k}: {name} ({'+' if sign > 0 else '-'})"
+    r = quality[name]
+    assert r.latent == k
+    assert r.carried == (r.score_spearman >= config.gem.min_alignment)
+    mark, weak = ("", "") if r.carried else ("?", "weak ")
+    labels[k] = (f"z{k}: {name}{mark} ({'+' if sign > 0 else '-'}) "
+                 f"{weak}ρ {r.score_spearman:.2f}")
   assert model.latent_labels() == labels
   assert sorted(alignment.latent_of_attribute) == list(range(6))  # 6 attributes on 6 latents
   np.testing.assert_array_equal(np.diag(model.adjacency), 1.0)
