@@ -11,8 +11,9 @@ the local CNN). Variants are synthetic_gem.py tokens joined by '-', e.g. 'gem_sc
 batch and learning rate as the GEM stage.
 
 Presets (the string after ':'):
-  small  (default) the CPU study, about an hour on 2 cores: the 'demo' run settings (d = 6,
-         2,000 warm-up steps of 64), 400 stage-4 steps of 32, 3 seeds, 1,000 test images.
+  small  (default) the CPU study, about an hour on 2 cores: the 'demo' run settings (d = 10,
+         warm-up beta 0.5, MLLM-guided; 2,000 warm-up steps of 64), 400 stage-4 steps of 32,
+         3 seeds, 1,000 test images. Weakly aligned attributes are accepted (and reported).
   long   for a GPU: 10,000 warm-up steps, 5,000 stage-4 steps, 5 seeds, 5,000 test images.
   tiny   seconds; for tests.
 """
