@@ -242,8 +242,8 @@ def _apply_preset(c: ml_collections.ConfigDict, token: str) -> None:
     else:
       # The demo before the alignment study: the paper's d = 6, beta = 4, fully unsupervised.
       # Measured (docs/results/alignment_study.md, 'd6_b4', warm-up, 3 seeds): Spearman of
-      # each latent with the TRUE level bangs 0.01, bald 0.06, gender 0.04, beard 0.16, blond
-      # 0.85, makeup 0.04: only blond is carried. The guard would stop it, so it accepts weak
+      # each latent with the TRUE level bangs 0.01, bald 0.08, gender 0.02, beard 0.16, blond
+      # 0.87, makeup 0.02: only blond is carried. The guard would stop it, so it accepts weak
       # alignment and its labels say so.
       c.gem.guidance.weight = 0.0
       c.gem.accept_weak_alignment = True
