@@ -9,7 +9,8 @@ Checked: batch sizes (train.batch_size; gem.warmup_batch_size) against the devic
 sizes and counts (latent_dim, widths, steps, intervals: integers >= 1), image_size (a power
 of two >= 8), learning rates (finite, > 0), weights (beta, lambdas, disc_r1_gamma: >= 0),
 Adam's betas ([0, 1)), probabilities (anchor_tau, scorer accuracy: [0, 1]), the names
-(data set, objective, likelihood, upsample, arch, adv_scale, dear_supergraph, scorer backend),
+(data set, objective, likelihood, upsample, arch, adv_scale, dear_supergraph, scorer backend,
+GEM's prior),
 and what keys say together: latent_dim >= GEM's attributes, disc_r1_stride dividing each
 device's share, the objective's own checks (e.g. DEAR's dear_num_factors <= latent_dim).
 The gem.* keys are checked for runs of GEM's two-stage pipeline only (the objective's
@@ -31,6 +32,7 @@ from gem_jax.data import DATASETS, get_dataset
 from gem_jax.models.layers import Arch, Upsample, num_halvings
 from gem_jax.objectives.dear import SUPERGRAPHS
 from gem_jax.objectives.gem import ADV_SCALES
+from gem_jax.relations.discovery import MIN_COMPLETE_ROWS, PRIORS
 from gem_jax.scorers import BACKENDS
 from gem_jax.scoring import ScoringError, parse_attribute_list
 
@@ -177,6 +179,7 @@ GEM_RULES: tuple[tuple[str, Check], ...] = (
     ("gem.num_scored_images", integer(2)),
     ("gem.scorer.backend", choice(BACKENDS)),
     ("gem.scorer.accuracy", number(0, 1)),
+    ("gem.prior", choice(PRIORS)),
     ("gem.scorer.concurrency", integer(1)),
 )
 
@@ -295,7 +298,17 @@ def _gem_problems(config) -> list[str]:
   if backend == "replay" and not lookup(config, "gem.scorer.replay_path"):
     out.append(problem("gem.scorer.replay_path", None, "must name a score cache (.jsonl) or "
                        "an .npz of scores for the replay backend"))
-  return out + _guidance_problems(config)
+  return out + _prior_problems(config) + _guidance_problems(config)
+
+
+def _prior_problems(config) -> list[str]:
+  """A discovery prior needs MIN_COMPLETE_ROWS fully answered scored images."""
+  prior, num = lookup(config, "gem.prior"), lookup(config, "gem.num_scored_images")
+  if prior in PRIORS[1:] and _is_int(num) and num < MIN_COMPLETE_ROWS:
+    return [problem("gem.prior", prior, f"needs at least {MIN_COMPLETE_ROWS} fully answered "
+                    f"scored images, more than config.gem.num_scored_images={num}; or use "
+                    "'somers_d'")]
+  return []
 
 
 GUIDED_STAGES = ("warmup", "gem")

@@ -3,7 +3,8 @@
     <workdir>/warmup/   stage 1: the β-VAE branch with A = I (checkpoints, samples, metrics)
     <workdir>/scores/   stage 2: MLLM (or oracle SIMULATION) scores of the first N images,
                         through the append-only answer cache
-    <workdir>/graph/    stage 3: alignment.json, somers_d.npy, a0.npy and their heatmaps
+    <workdir>/graph/    stage 3: alignment.json, somers_d.npy, prior.npy and prior.json (the
+                        graph A_0 is built from: config.gem.prior), a0.npy and their heatmaps
     <workdir>/gem/      stage 4: full GEM from the warm-up weights and A_0 (checkpoints, ...)
     <workdir>/figures/  traversals labelled with the aligned attributes, A_0 vs learned A
 
@@ -42,15 +43,15 @@ from gem_jax.models.disgraph import edge_mask, node_mask_from_alignment
 from gem_jax.pipeline_figures import latent_order_truth, write_figures
 from gem_jax.pipeline_settings import (
   ADDED_STAGE_KEYS,
-  GRAPH_KEYS,
   GUIDANCE_KEYS,
   REMOTE_BACKENDS,
-  WARMUP_GUIDANCE_KEYS,
   array_digest,
   attribute_names,
+  graph_values,
   guide_rows,
   guided_latents,
   guided_stages,
+  prior_method,
   scoring_values,
   stage4_config,
   stage4_values,
@@ -69,6 +70,7 @@ from gem_jax.relations import (
   quality_from_json,
   somers_d,
 )
+from gem_jax.relations.discovery import Prior, find_prior
 from gem_jax.scorers.prompt import MAX_SCORE
 from gem_jax.scoring import ScoringOptions, score_images
 from gem_jax.stages import StageMismatchError, check_stage, config_values, write_stage
@@ -153,11 +155,11 @@ def run_alignment(config, workdir: Path, warmup_dir: Path, images: np.ndarray,
   knows them (`alignment_quality`)."""
   names = attribute_names(config)
   guided = "warmup" in guided_stages(config)
-  values = config_values(config, GRAPH_KEYS + (WARMUP_GUIDANCE_KEYS if guided else ()))
+  values = graph_values(config)
   inputs = {"warmup": warmup_id(config), "scores": array_digest(scores)}
   path = workdir / "alignment.json"
   model = None
-  if _is_done(workdir, "alignment", values, inputs, path.exists()):
+  if _is_done(workdir, "alignment", values, inputs, path.exists(), added=ADDED_STAGE_KEYS):
     saved = json.loads(path.read_text())
     alignment, quality = Alignment.from_json(saved), quality_from_json(saved.get("quality"))
     s, a0 = np.load(workdir / "somers_d.npy"), np.load(workdir / "a0.npy")
@@ -174,17 +176,33 @@ def run_alignment(config, workdir: Path, warmup_dir: Path, images: np.ndarray,
   alignment = (fixed_alignment(mu, scores, names, guided_latents(config)) if guided
                else align_latents(mu, scores, names))
   quality = _quality(config, model, alignment, mu, scores, guided)
-  s = np.asarray(somers_d(scores))
-  a0 = initial_graph(s, alignment, config.model.latent_dim)
+  s, prior, a0 = prior_and_a0(config, scores, alignment)
 
   def save():
     atomic_save_npy(workdir / "somers_d.npy", s)
+    atomic_save_npy(workdir / "prior.npy", prior.matrix.astype(np.float32))
+    atomic_write_json(workdir / "prior.json", prior.to_json(names))
     atomic_save_npy(workdir / "a0.npy", a0)
     atomic_write_json(path, {**alignment.to_json(), "quality": quality.to_json()})
     write_stage(workdir, "alignment", values, inputs, complete=True)
 
   distributed.on_main(save, f"saving the alignment in {workdir}")
   return alignment, s, a0, quality
+
+
+def prior_and_a0(config, scores: np.ndarray,
+                 alignment: Alignment) -> tuple[np.ndarray, Prior, np.ndarray]:
+  """(S [n, n], the prior [n, n] config.gem.prior picks (`find_prior`: S itself, or S on the
+  skeleton PC / GES / DirectLiNGAM find in the scores), A_0 [d, d] = `initial_graph` of it)
+  from int scores [N, n] (-1 = missing) and the latent <-> attribute alignment."""
+  s = np.asarray(somers_d(scores))
+  prior = find_prior(scores, prior_method(config), s, seed=config.seed)
+  if prior.graph is not None:
+    kept = np.count_nonzero(prior.matrix[~np.eye(len(s), dtype=bool)])
+    logging.info("prior %s (%s) on %d complete rows (%d dropped), %.2f s: S kept on %d of %d "
+                 "ordered pairs", prior.method, prior.settings, prior.rows_used,
+                 prior.rows_dropped, prior.seconds, kept, len(s) * (len(s) - 1))
+  return s, prior, initial_graph(prior.matrix, alignment, config.model.latent_dim)
 
 
 def _quality(config, model: TrainedModel, alignment: Alignment, mu: np.ndarray,

@@ -28,7 +28,7 @@ SCORING_KEYS = ("data.name", "data.config", "data.split", "gem.num_scored_images
                 "gem.scorer.base_url")
 SCORING_BACKEND_KEYS = {"oracle": ("seed", "gem.scorer.accuracy"),
                         "replay": ("gem.scorer.replay_path",)}
-GRAPH_KEYS = ("gem.attributes", "model.latent_dim")
+GRAPH_KEYS = ("gem.attributes", "model.latent_dim", "gem.prior")
 # Keys added to the records after they first existed, with the value older records were made
 # with (so that a run recorded before a key existed still matches).
 ADDED_STAGE_KEYS = {"model.arch": "burgess", "model.capacity_max": 0.0,
@@ -36,7 +36,7 @@ ADDED_STAGE_KEYS = {"model.arch": "burgess", "model.capacity_max": 0.0,
                     "model.capacity_steps": 1, "gem.guidance.weight": 0.0,
                     "gem.guidance.stage4_weight": None,
                     "gem.guidance.batch_size": 16, "gem.guidance.holdout_fraction": 0.2,
-                    "gem.guidance.stages": "warmup,gem"}
+                    "gem.guidance.stages": "warmup,gem", "gem.prior": "somers_d"}
 # Settings that do not change what stage 4 computes (num_steps: a longer run continues it).
 STAGE4_IGNORED = ("data.data_dir", "train.num_steps", "train.log_every", "train.sample_every",
                   "train.checkpoint_every", "train.keep_checkpoints", "train.num_devices")
@@ -88,6 +88,19 @@ def warmup_config(config):
     c.model.capacity_max = float(config.gem.warmup_capacity)
     c.model.capacity_steps = int(config.gem.warmup_steps)
   return c
+
+
+def prior_method(config) -> str:
+  """config.gem.prior, the graph A_0 is built from (gem_jax.relations.discovery.PRIORS);
+  'somers_d' (the paper's) for a config made before the key existed."""
+  return config.gem.get("prior") or ADDED_STAGE_KEYS["gem.prior"]
+
+
+def graph_values(config) -> dict:
+  """The alignment stage's recorded settings: GRAPH_KEYS (gem.prior as `prior_method` reads
+  it), with the warm-up's guidance keys when the warm-up is guided."""
+  keys = GRAPH_KEYS + (WARMUP_GUIDANCE_KEYS if "warmup" in guided_stages(config) else ())
+  return {**config_values(config, keys), "gem.prior": prior_method(config)}
 
 
 def attribute_names(config) -> list[str]:

@@ -67,6 +67,10 @@ CASES = [
      "config.model.adv_scale='image': must be one of 'batch', 'pixel'"),
     (dict(gem__scorer__backend="claude"), "config.gem.scorer.backend='claude': must be one of "
      "'openai', 'gemini', 'oracle', 'replay'"),
+    (dict(gem__prior="pc"), "config.gem.prior='pc': needs at least 100 fully answered scored "
+     "images, more than config.gem.num_scored_images=64; or use 'somers_d'"),
+    (dict(gem__prior="fci"), "config.gem.prior='fci': must be one of 'somers_d', 'pc', 'ges', "
+     "'direct_lingam'"),
     (dict(model__latent_dim=4), "config.model.latent_dim=4: must be >= the 6 attributes of "
      "config.gem.attributes (GEM aligns one latent per attribute)"),
     (dict(gem__scorer__model="gpt-4o"), "config.gem.scorer.model='gpt-4o': must be unset for "

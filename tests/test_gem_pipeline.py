@@ -30,7 +30,7 @@ def test_every_stage_leaves_its_outputs(gem_run):
   scores = np.load(workdir / "scores" / "scores.npy")
   assert scores.shape == (config.gem.num_scored_images, 6)
   assert json.loads((workdir / "scores" / "scores.json").read_text())["is_simulation"] is True
-  for name in ("alignment.json", "somers_d.npy", "a0.npy"):
+  for name in ("alignment.json", "somers_d.npy", "prior.npy", "prior.json", "a0.npy"):
     assert (workdir / "graph" / name).exists()
   assert (workdir / "figures" / "traversals.png").exists()
   assert (workdir / "figures" / "graphs.png").exists()

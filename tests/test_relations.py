@@ -1,13 +1,23 @@
-"""Tests for gem_jax.relations.somers_d: contingency-table Somers' D against scipy.stats.somersd."""
+"""Tests for gem_jax.relations: contingency-table Somers' D against scipy.stats.somersd, and
+the field's graph metrics (`graph_metrics`) on hand-made graphs and against causal-learn."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
+from causallearn.graph.ArrowConfusion import ArrowConfusion
+from causallearn.graph.Edge import Edge
+from causallearn.graph.Endpoint import Endpoint
+from causallearn.graph.GeneralGraph import GeneralGraph
+from causallearn.graph.GraphNode import GraphNode
+from causallearn.graph.SHD import SHD
 
+from gem_jax.data.synthetic_faces.scm import TRUE_GRAPH
 from gem_jax.relations import (
+    EDGE_THRESHOLD,
     contingency_tables,
+    graph_metrics,
     somers_d,
     somers_d_bootstrap,
     somers_d_from_tables,
@@ -250,3 +260,101 @@ def test_bootstrap_confidence_level_orders_intervals():
     somers_d_bootstrap(scores, key, confidence=1.5)
   with pytest.raises(ValueError, match="num_resamples"):
     somers_d_bootstrap(scores, key, num_resamples=0)
+
+
+# ------------------------------------------------------------------ graph metrics of the field
+
+
+def _two_nodes(forward: float, backward: float) -> np.ndarray:
+  return np.array([[1.0, forward], [backward, 1.0]])  # the diagonal is ignored
+
+
+TRUE_01 = np.array([[0.0, 0.8], [0.0, 0.0]])  # 0 -> 1
+
+
+@pytest.mark.parametrize("forward,backward,expected", [
+    # found the right way round, negative weights count by |w|
+    (-0.5, 0.0, dict(shd=0, orientation=1.0, precision=1.0, recall=1.0, f1=1.0, auroc=1.0)),
+    # missing
+    (0.0, 0.05, dict(shd=1, orientation=None, precision=None, recall=0.0, f1=0.0, auroc=0.0)),
+    # reversed
+    (0.0, 0.3, dict(shd=1, orientation=0.0, precision=0.0, recall=0.0, f1=0.0, auroc=0.0)),
+    # undirected (a CPDAG's i - j, 1 both ways)
+    (1.0, 1.0, dict(shd=1, orientation=0.5, precision=0.5, recall=1.0, f1=2 / 3, auroc=0.5)),
+    # a 2-cycle of other signs claims no orientation either
+    (0.3, -0.2, dict(shd=1, orientation=0.5, precision=0.5, recall=1.0, f1=2 / 3, auroc=1.0)),
+    # exactly at the threshold is claimed, just below is not
+    (0.1, 0.0999, dict(shd=0, orientation=1.0, precision=1.0, recall=1.0, f1=1.0, auroc=1.0)),
+])
+def test_graph_metrics_of_each_pair_state(forward, backward, expected):
+  m = graph_metrics(_two_nodes(forward, backward), TRUE_01)
+  assert {k: m[k] for k in expected} == pytest.approx(expected)
+  assert (m["num_pairs"], m["num_true_edges"], m["threshold"]) == (1, 1, EDGE_THRESHOLD)
+
+
+def test_graph_metrics_of_an_extra_edge_and_of_no_truth():
+  m = graph_metrics(_two_nodes(0.4, 0.0), np.zeros((2, 2)))
+  assert (m["shd"], m["orientation"], m["precision"], m["recall"], m["f1"], m["auroc"]) == (
+      1, None, 0.0, None, 0.0, None)
+  m = graph_metrics(np.eye(2), np.zeros((2, 2)))
+  assert (m["shd"], m["precision"], m["recall"], m["f1"]) == (0, None, None, None)
+
+
+def test_graph_metrics_of_the_truth_itself():
+  m = graph_metrics(TRUE_GRAPH + np.eye(6), TRUE_GRAPH)
+  assert m == {"shd": 0, "orientation": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0,
+               "auroc": 1.0, "num_pairs": 15, "num_true_edges": 5, "num_claimed_edges": 5,
+               "num_undirected": 0, "threshold": 0.1}
+
+
+def test_graph_metrics_of_a_cpdag_by_hand():
+  # Truth: 0 -> 1 -> 2, 3 -> 2. Found: 0 - 1 undirected, 1 -> 2, 2 -> 3 (reversed), 0 -> 3 (extra).
+  true = np.zeros((4, 4))
+  true[0, 1], true[1, 2], true[3, 2] = 1.0, -0.7, 0.5
+  found = np.zeros((4, 4))
+  found[0, 1] = found[1, 0] = found[1, 2] = found[2, 3] = found[0, 3] = 1.0
+  m = graph_metrics(found, true)
+  # pairs (0,1) undirected vs ->, (2,3) reversed, (0,3) extra: 3; (1,2), (0,2), (1,3) agree.
+  assert m["shd"] == 3 and m["num_pairs"] == 6 and m["num_undirected"] == 1
+  assert m["orientation"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+  # claimed (0,1) (1,0) (1,2) (2,3) (0,3): hits (0,1) (1,2); TP 2, FP 3, FN 1.
+  assert (m["precision"], m["recall"], m["f1"]) == pytest.approx((2 / 5, 2 / 3, 4 / 8))
+  # |L| of the 3 true edges (1, 1, 0) against the 9 other ordered pairs (3 ones, 6 zeros):
+  # each 1 beats 6 and ties 3 (7.5 of 9), the 0 ties 6 (3 of 9).
+  assert m["auroc"] == pytest.approx((7.5 + 7.5 + 3) / 27)
+
+
+def test_graph_metrics_shd_matches_causal_learn_and_its_arrow_counts():
+  def general(claimed):  # our reading, written as causal-learn edges
+    nodes = [GraphNode(f"X{i}") for i in range(len(claimed))]
+    g = GeneralGraph(nodes)
+    for i, j in zip(*np.nonzero(np.triu(claimed | claimed.T, 1))):
+      if claimed[i, j] and claimed[j, i]:
+        g.add_edge(Edge(nodes[i], nodes[j], Endpoint.TAIL, Endpoint.TAIL))
+      else:
+        a, b = (i, j) if claimed[i, j] else (j, i)
+        g.add_directed_edge(nodes[a], nodes[b])
+    return g
+
+  rng = np.random.default_rng(0)
+  for trial in range(40):
+    k = 6
+    true = np.triu(rng.random((k, k)) < 0.3, 1)
+    perm = rng.permutation(k)
+    true = true[np.ix_(perm, perm)]
+    learned = rng.choice([0.0, 0.05, 0.1, -0.3], size=(k, k), p=[0.6, 0.1, 0.1, 0.2])
+    if trial % 2:  # DAG estimates: causal-learn's arrow counts are our directed edge counts
+      learned = np.triu(learned, 1)[np.ix_(perm, perm)]
+    m = graph_metrics(learned, true.astype(float))
+    claimed = (np.abs(learned) >= EDGE_THRESHOLD) & ~np.eye(k, dtype=bool)
+    assert m["shd"] == SHD(general(true), general(claimed)).get_shd()
+    if trial % 2:
+      arrows = ArrowConfusion(general(true), general(claimed))
+      tp, fp, fn = (arrows.get_arrows_tp(), arrows.get_arrows_fp(), arrows.get_arrows_fn())
+      assert m["precision"] == (tp / (tp + fp) if tp + fp else None)
+      assert m["recall"] == (tp / (tp + fn) if tp + fn else None)
+
+
+def test_graph_metrics_rejects_a_bad_threshold():
+  with pytest.raises(ValueError, match="threshold must be a finite number > 0, got 0"):
+    graph_metrics(np.eye(2), TRUE_01, threshold=0)

@@ -122,6 +122,9 @@ def _base() -> ml_collections.ConfigDict:
   c.gem.num_scored_images = 1_500  # the paper's N
   c.gem.min_valid_fraction = 0.9   # scoring fails below this share of fully answered images
   c.gem.attributes = ",".join(ATTRIBUTES)
+  # The graph A_0 is built from (gem_jax/relations/discovery.py): "somers_d" (the paper's: S),
+  # or S kept on the skeleton "pc" | "ges" | "direct_lingam" finds in the scores alone.
+  c.gem.prior = "somers_d"
   # Alignment guard (docs/design.md, "Alignment quality"): stage 3 stops the pipeline when an
   # attribute's latent correlates with its scores below this |Spearman| (held-out scores when
   # guided), unless accept_weak_alignment (then recorded in the stage records).

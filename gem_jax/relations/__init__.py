@@ -7,7 +7,11 @@
 * `alignment_quality`: how well each attribute is carried (`alignment_quality`), the guard's
   `WeakAlignmentError` and plot labels that say so;
 * `recovery`: how well a learned or measured signed matrix recovers a true DAG
-  (`relation_recovery`, `graph_recovery`, `auroc`).
+  (`relation_recovery`, `graph_recovery`, `auroc`; `graph_metrics`, the field's SHD,
+  orientation, F1 and AUROC of a graph read at `EDGE_THRESHOLD`);
+* `discovery` (imported on its own, as it loads causal-learn: `from gem_jax.relations.discovery
+  import discover, prior_matrix`): PC, GES and DirectLiNGAM on the scores alone, and the prior
+  graph GEM starts from (`config.gem.prior`).
 
 `from gem_jax.relations import somers_d` is the function (its module, gem_jax/relations/somers_d.py,
 is `sys.modules["gem_jax.relations.somers_d"]`).
@@ -27,7 +31,14 @@ from gem_jax.relations.alignment_quality import (
     quality_from_alignment,
     quality_from_json,
 )
-from gem_jax.relations.recovery import RelationTruth, auroc, graph_recovery, relation_recovery
+from gem_jax.relations.recovery import (
+    EDGE_THRESHOLD,
+    RelationTruth,
+    auroc,
+    graph_metrics,
+    graph_recovery,
+    relation_recovery,
+)
 from gem_jax.relations.somers_d import (
     contingency_tables,
     somers_d,
@@ -36,6 +47,7 @@ from gem_jax.relations.somers_d import (
 )
 
 __all__ = [
+    "EDGE_THRESHOLD",
     "Alignment",
     "AlignmentQuality",
     "WeakAlignmentError",
@@ -48,6 +60,7 @@ __all__ = [
     "align_latents",
     "auroc",
     "contingency_tables",
+    "graph_metrics",
     "graph_recovery",
     "initial_graph",
     "relation_recovery",

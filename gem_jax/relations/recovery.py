@@ -3,6 +3,7 @@
     report = relation_recovery(learned, true_graph, independent_pairs=[(0, 3), (1, 3)])
     report["sign_accuracy"], report["auroc"], report["directed_auroc"], report["spearman"]
     report = graph_recovery(S, ["bangs", "bald"], truth)   # named, per edge, for a report
+    report = graph_metrics(learned, true_graph)   # SHD, orientation, F1 at EDGE_THRESHOLD, AUROC
 
 `learned [k, k]` is any signed relation matrix over the k factors (GEM's A with its unit
 diagonal, DEAR's SCM weights, a Somers' D matrix) and `true_graph [k, k]` the signed weights of
@@ -12,6 +13,9 @@ recovery"); `graph_recovery` is the per-edge report of a Somers' D matrix with a
 against a `RelationTruth` (scorer_accuracy.json). Both read the same pair scores
 (`_pair_scores`): the sign of every true edge, max(|L_ij|, |L_ji|) per unordered pair and
 |L_ij| per ordered pair; AUROCs are `auroc` (Mann-Whitney, ties count 1/2).
+`graph_metrics` is the field's graph-recovery summary (SHD, orientation, precision/recall/F1,
+AUROC) of a thresholded reading of any graph, the same for GEM's A, a Somers' D matrix and the
+output of a causal-discovery method (docs/metrics.md, "Graph metrics of the field").
 """
 
 from __future__ import annotations
@@ -22,9 +26,17 @@ from typing import Optional, Sequence
 import numpy as np
 import scipy.stats
 
+# |weight| at or above which an entry L_ij claims the edge i -> j, for every method alike
+# (docs/metrics.md, "Graph metrics of the field", says why 0.1).
+EDGE_THRESHOLD = 0.1
+# The state of an unordered pair {i, j}, i < j, in `_pair_states`.
+NONE, FORWARD, BACKWARD, UNDIRECTED = 0, 1, 2, 3
+
 __all__ = [
+    "EDGE_THRESHOLD",
     "RelationTruth",
     "auroc",
+    "graph_metrics",
     "graph_recovery",
     "json_float",
     "json_matrix",
@@ -306,4 +318,71 @@ def graph_recovery(
       "max_abs_S_independent_pairs": json_float(max(p.pair_max)) if pairs else None,
       "min_max_abs_S_true_edges": json_float(min(p.joined_max)) if p.joined else None,
       "pairs_ranked": _ranked_pairs(s, names, kind),
+  }
+
+
+def _pair_states(claimed: np.ndarray) -> np.ndarray:
+  """int [k, k] -> [k (k - 1) / 2]: the state of each unordered pair (i, j), i < j, row-major:
+  NONE, FORWARD (i -> j), BACKWARD (j -> i) or UNDIRECTED (claimed both ways: a CPDAG's
+  undirected edge or a 2-cycle, which claim no orientation). `claimed` is bool [k, k]."""
+  upper = np.triu_indices(claimed.shape[0], k=1)
+  forward, backward = claimed[upper], claimed.T[upper]
+  return (np.where(forward, FORWARD, NONE) + np.where(backward, BACKWARD, NONE)).astype(int)
+
+
+def _orientation(learned_states: np.ndarray, true_states: np.ndarray) -> Optional[float]:
+  """Over the true directed pairs that the learned skeleton holds: 1 right way round, 0.5
+  undirected, 0 reversed; None when the skeleton holds no true edge."""
+  directed = np.isin(true_states, (FORWARD, BACKWARD)) & (learned_states != NONE)
+  votes = np.where(learned_states[directed] == true_states[directed], 1.0,
+                   np.where(learned_states[directed] == UNDIRECTED, 0.5, 0.0))
+  return float(votes.mean()) if votes.size else None
+
+
+def graph_metrics(learned, true_graph, threshold: float = EDGE_THRESHOLD) -> dict:
+  """SHD, orientation, precision/recall/F1 and AUROC of a graph against the true DAG.
+
+  Args:
+    learned: float [k, k], learned[i, j] the weight of i -> j (any sign; GEM's A, a Somers' D
+      matrix, a discovered graph: 1 for i -> j, 1 both ways for an undirected edge). i -> j
+      is claimed when |learned[i, j]| >= threshold; the diagonal is ignored.
+    true_graph: float [k, k], true_graph[i, j] != 0: a true edge i -> j.
+    threshold: |weight| that claims an edge, > 0 (EDGE_THRESHOLD = 0.1 for every method).
+
+  Returns:
+    {"shd": unordered pairs whose state (none, i -> j, j -> i, undirected) differs from the
+    truth's (a missing, extra or reversed edge, or an undirected one where the truth is
+    directed: 1 each), out of "num_pairs" = k (k - 1) / 2; "orientation": over the true edges
+    whose pair the claimed skeleton holds, 1 right way round, 0.5 undirected, 0 reversed
+    (None when none is held); "precision", "recall", "f1" of the claimed directed edges
+    {(i, j): |L_ij| >= threshold} against the true ones (an undirected edge claims both
+    directions, so it is at most one hit and one false claim), f1 = 2 TP / (2 TP + FP + FN)
+    (0 when precision and recall are 0; None only with neither claims nor true edges),
+    precision None without claims, recall None without true edges; "auroc": |L_ij| of the
+    true edges i -> j against every other ordered pair i != j (threshold-free, ties 1/2,
+    `auroc`); "num_true_edges", "num_claimed_edges" (ordered pairs), "num_undirected" (pairs
+    claimed both ways), "threshold"}.
+  """
+  learned, true_graph = _check_graphs(learned, true_graph)
+  if not (np.isfinite(threshold) and threshold > 0):
+    raise ValueError(f"threshold must be a finite number > 0, got {threshold!r}")
+  k = learned.shape[0]
+  off = ~np.eye(k, dtype=bool)
+  claimed, true = (np.abs(learned) >= threshold) & off, (true_graph != 0) & off
+  states, true_states = _pair_states(claimed), _pair_states(true)
+  hits = int(np.sum(claimed & true))
+  num_claimed, num_true = int(claimed.sum()), int(true.sum())
+  wrong = (num_claimed - hits) + (num_true - hits)
+  return {
+      "shd": int(np.sum(states != true_states)),
+      "orientation": _orientation(states, true_states),
+      "precision": hits / num_claimed if num_claimed else None,
+      "recall": hits / num_true if num_true else None,
+      "f1": 2 * hits / (2 * hits + wrong) if hits or wrong else None,
+      "auroc": auroc(np.abs(learned)[true], np.abs(learned)[off & ~true]),
+      "num_pairs": k * (k - 1) // 2,
+      "num_true_edges": num_true,
+      "num_claimed_edges": num_claimed,
+      "num_undirected": int(np.sum(states == UNDIRECTED)),
+      "threshold": float(threshold),
   }

@@ -35,7 +35,7 @@ ADDED_KEYS = {
               "disc_r1_interval": 1},
     "train": {"disc_adam_b1": None, "disc_adam_b2": None},
     "data": {"label_key": None, "label_max": 5},
-    "gem": {"compensate_a0": False, "min_valid_fraction": 0.9},
+    "gem": {"compensate_a0": False, "min_valid_fraction": 0.9, "prior": "somers_d"},
 }
 
 
