@@ -3,6 +3,9 @@ r"""Score a data set's images with an MLLM (or the oracle SIMULATION) and map th
     # offline, simulated scores from the synthetic_faces labels (accuracy 0.884):
     python -m experiments.score_attributes --backend oracle --dataset synthetic_faces \
         --data_config small --num_images 1500 --bootstrap 200 --out runs/oracle_small
+    # the same SIMULATION with MLLM-like, systematic errors (docs/scorers.md):
+    python -m experiments.score_attributes --backend oracle --error_model realistic \
+        --num_images 1500 --out runs/oracle_realistic
     # GPT-4o (key from $OPENAI_API_KEY); check the cost first:
     python -m experiments.score_attributes --backend openai --model gpt-4o \
         --out runs/gpt4o --dry_run
@@ -29,7 +32,7 @@ from absl import app, flags
 
 from experiments import cli
 from gem_jax.data import DataNotFoundError
-from gem_jax.scorers import BACKENDS, ScorerError
+from gem_jax.scorers import BACKENDS, ORACLE_ERROR_MODELS, ScorerError
 from gem_jax.scoring import ScoringError, ScoringOptions, run_scoring
 
 _BACKENDS = list(BACKENDS)
@@ -85,12 +88,16 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> None:
       "openai: structured-output mode (default json_schema).",
       **d,
   )
-  flags.DEFINE_float("accuracy", 0.884, "Oracle: probability of the true level.", **d)
+  flags.DEFINE_float(
+      "accuracy", 0.884, "Oracle: probability of the true level (realistic: the mean over "
+      "the attributes).", **d
+  )
   flags.DEFINE_enum(
       "error_model",
       "uniform",
-      ["uniform", "adjacent"],
-      "Oracle: wrong levels uniform over the others, or +-1.",
+      list(ORACLE_ERROR_MODELS),
+      "Oracle SIMULATION: wrong levels uniform over the others, +-1 (adjacent), "
+      "miscalibrated (calibrated), or MLLM-like (realistic; docs/scorers.md).",
       **d,
   )
   flags.DEFINE_integer("seed", 0, "Oracle noise and bootstrap seed.", **d)

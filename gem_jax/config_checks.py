@@ -10,9 +10,9 @@ sizes and counts (latent_dim, widths, steps, intervals: integers >= 1), image_si
 of two >= 8), learning rates (finite, > 0), weights (beta, lambdas, disc_r1_gamma: >= 0),
 Adam's betas ([0, 1)), probabilities (anchor_tau, scorer accuracy: [0, 1]), the names
 (data set, objective, likelihood, upsample, arch, adv_scale, dear_supergraph, scorer backend,
-GEM's prior),
-and what keys say together: latent_dim >= GEM's attributes, disc_r1_stride dividing each
-device's share, the objective's own checks (e.g. DEAR's dear_num_factors <= latent_dim).
+oracle error model, GEM's prior), and what keys say together: latent_dim >= GEM's attributes,
+disc_r1_stride dividing each device's share, the objective's own checks (e.g. DEAR's
+dear_num_factors <= latent_dim).
 The gem.* keys are checked for runs of GEM's two-stage pipeline only (the objective's
 `trains_once` is False). Keys absent from a config (saved before the key existed) are not
 checked. What needs the data or the network (split sizes, the data set's image size, the
@@ -33,7 +33,7 @@ from gem_jax.models.layers import Arch, Upsample, num_halvings
 from gem_jax.objectives.dear import SUPERGRAPHS
 from gem_jax.objectives.gem import ADV_SCALES
 from gem_jax.relations.discovery import MIN_COMPLETE_ROWS, PRIORS
-from gem_jax.scorers import BACKENDS
+from gem_jax.scorers import BACKENDS, ORACLE_ERROR_MODELS
 from gem_jax.scoring import ScoringError, parse_attribute_list
 
 __all__ = ["ConfigError", "config_problems", "device_count", "is_two_stage", "validate_config"]
@@ -180,6 +180,7 @@ GEM_RULES: tuple[tuple[str, Check], ...] = (
     ("gem.scorer.backend", choice(BACKENDS)),
     ("gem.scorer.accuracy", number(0, 1)),
     ("gem.prior", choice(PRIORS)),
+    ("gem.scorer.error_model", choice(ORACLE_ERROR_MODELS)),
     ("gem.scorer.concurrency", integer(1)),
 )
 

@@ -133,15 +133,17 @@ def run_warmup(config, workdir: Path, guide: GuideSet | None = None,
 def run_scoring(config, workdir: Path, examples: dict) -> np.ndarray:
   """Scores int32 [N, n] of the N images in `examples` (the first of config.data.split):
   `gem_jax.scoring.score_images`, through the answer cache <workdir>/score_cache.jsonl, into
-  <workdir>/scores.npy and scores.json (the schema of docs/scorers.md). The oracle reads the
-  data set's labels (`DatasetSpec.oracle_labels`)."""
+  <workdir>/scores.npy and scores.json (the schema of docs/scorers.md). The oracle (a
+  SIMULATION) reads the data set's labels (`DatasetSpec.oracle_labels`) and errs as
+  config.gem.scorer.accuracy and error_model say (docs/scorers.md)."""
   sc = config.gem.scorer
   labels, label_names = get_dataset(config.data).oracle_labels(examples)
   options = ScoringOptions(
       backend=sc.backend, out=str(workdir), model=sc.model, base_url=sc.base_url,
       dataset=config.data.name, data_config=config.data.get("config"),
       split=config.data.split, attributes=attribute_names(config),
-      num_images=len(examples["image"]), accuracy=sc.accuracy, seed=config.seed,
+      num_images=len(examples["image"]), accuracy=sc.accuracy,
+      error_model=sc.get("error_model", "uniform"), seed=config.seed,
       concurrency=sc.concurrency, replay_path=sc.replay_path)
   return score_images(options, examples["image"], labels, label_names).scores
 
@@ -319,7 +321,8 @@ def run_shared_stages(config, root: str | Path) -> Stage4Start:
   examples = load_examples(config.data, config.data.split, config.gem.num_scored_images)
   scores_dir = root / "scores"
   scored = _is_done(scores_dir, "scoring", scoring_values(config), {},
-                    (scores_dir / "scores.npy").exists(), redo_incomplete=True)
+                    (scores_dir / "scores.npy").exists(), redo_incomplete=True,
+                    added=ADDED_STAGE_KEYS)
   main = distributed.is_main()  # scores alone, alongside the warm-up when remote
   score_now = lambda: distributed.on_main(lambda: run_scoring_stage(config, scores_dir, examples),
                                           f"the scoring stage in {scores_dir}")

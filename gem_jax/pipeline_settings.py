@@ -26,7 +26,7 @@ GUIDANCE_KEYS = WARMUP_GUIDANCE_KEYS + ("gem.guidance.stage4_weight",)
 SCORING_KEYS = ("data.name", "data.config", "data.split", "gem.num_scored_images",
                 "gem.attributes", "gem.scorer.backend", "gem.scorer.model",
                 "gem.scorer.base_url")
-SCORING_BACKEND_KEYS = {"oracle": ("seed", "gem.scorer.accuracy"),
+SCORING_BACKEND_KEYS = {"oracle": ("seed", "gem.scorer.accuracy", "gem.scorer.error_model"),
                         "replay": ("gem.scorer.replay_path",)}
 GRAPH_KEYS = ("gem.attributes", "model.latent_dim", "gem.prior")
 # Keys added to the records after they first existed, with the value older records were made
@@ -36,14 +36,16 @@ ADDED_STAGE_KEYS = {"model.arch": "burgess", "model.capacity_max": 0.0,
                     "model.capacity_steps": 1, "gem.guidance.weight": 0.0,
                     "gem.guidance.stage4_weight": None,
                     "gem.guidance.batch_size": 16, "gem.guidance.holdout_fraction": 0.2,
-                    "gem.guidance.stages": "warmup,gem", "gem.prior": "somers_d"}
+                    "gem.guidance.stages": "warmup,gem", "gem.prior": "somers_d",
+                    "gem.scorer.error_model": "uniform"}
 # Settings that do not change what stage 4 computes (num_steps: a longer run continues it).
 STAGE4_IGNORED = ("data.data_dir", "train.num_steps", "train.log_every", "train.sample_every",
                   "train.checkpoint_every", "train.keep_checkpoints", "train.num_devices")
 
 
 def scoring_values(config) -> dict:
-  """The settings the scores depend on (the oracle's also on the seed and its accuracy)."""
+  """The settings the scores depend on (the oracle's also on the seed, its accuracy and its
+  error model)."""
   keys = SCORING_KEYS + SCORING_BACKEND_KEYS.get(config.gem.scorer.backend, ())
   return config_values(config, keys)
 

@@ -143,6 +143,10 @@ def _base() -> ml_collections.ConfigDict:
   c.gem.scorer.model = placeholder(str)
   c.gem.scorer.base_url = placeholder(str)
   c.gem.scorer.accuracy = 0.884    # oracle error model (the paper's GPT-4o average)
+  # The oracle SIMULATION's errors (docs/scorers.md): uniform | adjacent | calibrated |
+  # realistic (MLLM-like: per-attribute accuracies averaging `accuracy`, miscalibrated and
+  # halo-confused wrong answers, more errors on faint images and weak levels, 2% refusals).
+  c.gem.scorer.error_model = "uniform"
   c.gem.scorer.concurrency = 8
   c.gem.scorer.replay_path = placeholder(str)
   _baseline_fields(c)

@@ -28,6 +28,7 @@ from .gemini_backend import GeminiScorer
 from .images import check_images, encode_png, image_hashes, image_sha256
 from .openai_backend import OpenAIScorer
 from .oracle import OracleScorer, labels_to_levels
+from .oracle_errors import ERROR_MODELS as ORACLE_ERROR_MODELS
 from .probe import PROBE_TIMEOUT_S, list_models
 from .prompt import (
     PROMPT_VERSION,
@@ -58,6 +59,7 @@ __all__ = [
     "OpenAIScorer",
     "GeminiScorer",
     "OracleScorer",
+    "ORACLE_ERROR_MODELS",
     "ReplayScorer",
     "CachedScorer",
     "ScoreCache",

@@ -92,7 +92,9 @@ def make_scorer(
     endpoint, none on a custom base_url; 0: no limit), progress; response_format (openai).
   oracle (a SIMULATION): images uint8 [N, H, W, 3] with their labels [N, k] over
     label_names (`OracleScorer.from_dataset`; no labels: ValueError), or label_lookup= and
-    attribute_names= in kwargs; accuracy, error_model, seed (the noise seed).
+    attribute_names= in kwargs; accuracy, error_model ("uniform", "adjacent",
+    "calibrated", "realistic"), seed (the noise seed); the other error options (bias,
+    compression, confusion, confusion_source, visibility, missing_rate) go in kwargs.
   replay: replay_path (or path=), a score cache .jsonl or an .npz.
   kwargs: passed to the scorer class (OpenAIScorer, GeminiScorer, OracleScorer,
     ReplayScorer), e.g. retry=, timeout_s=, api_key_env=.

@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 
 from gem_jax.data import get_dataset
-from gem_jax.scorers import BACKENDS, Scorer, make_scorer
+from gem_jax.scorers import BACKENDS, ORACLE_ERROR_MODELS, Scorer, make_scorer
 from gem_jax.scoring.attributes import (
     DEFAULT_ATTRIBUTES,
     ScoringError,
@@ -48,8 +48,8 @@ class ScoringOptions:
   concurrency: int = 8
   requests_per_minute: Optional[float] = None
   response_format: Optional[str] = None
-  accuracy: float = 0.884
-  error_model: str = "uniform"
+  accuracy: float = 0.884  # oracle; realistic: the mean of its per-attribute accuracies
+  error_model: str = "uniform"  # oracle: uniform | adjacent | calibrated | realistic
   seed: int = 0
   bootstrap: int = 0
   replay_path: Optional[str] = None
@@ -60,9 +60,9 @@ class ScoringOptions:
 def check_options(o: ScoringOptions) -> list[str]:
   """The parsed attribute list; ScoringError for an impossible request.
 
-  Checks the backend, the image count, that the oracle gets no model name and, where the
-  data set's label names are known without loading it, that the oracle can read every
-  attribute; an output folder is required except for a dry run.
+  Checks the backend, the image count, that the oracle gets no model name and a known error
+  model and, where the data set's label names are known without loading it, that the oracle
+  can read every attribute; an output folder is required except for a dry run.
   """
   attributes = parse_attribute_list(o.attributes)
   if o.backend not in BACKENDS:
@@ -74,6 +74,9 @@ def check_options(o: ScoringOptions) -> list[str]:
       raise ScoringError(
           "the oracle names itself (oracle-acc<accuracy>); leave --model out and set --accuracy"
       )
+    if o.error_model not in ORACLE_ERROR_MODELS:
+      raise ScoringError(f"unknown oracle error model {o.error_model!r}; valid: "
+                         f"{', '.join(ORACLE_ERROR_MODELS)}")
     known = get_dataset(o.dataset).attribute_names
     if known:  # fail before rendering or loading anything
       validate_attributes(attributes, known, o.dataset)
@@ -108,10 +111,12 @@ def data_config(o: ScoringOptions) -> ml_collections.ConfigDict:
 
 def scorer_for(o: ScoringOptions, images: np.ndarray, labels: Optional[np.ndarray],
                label_names: Optional[Sequence[str]]) -> Scorer:
-  """`make_scorer` with the options (the oracle reads `labels` [N, k] of `images`), wrapped
-  in the answer cache `cache_path_for(o)` unless that is None."""
+  """`make_scorer` with the options (the oracle reads `labels` [N, k] of `images`, the columns
+  of the scored attributes only: what its error model is normalised over), wrapped in the
+  answer cache `cache_path_for(o)` unless that is None."""
   if o.backend == "replay" and not o.replay_path:
     raise ScoringError("--backend replay needs --replay_path (a score cache .jsonl or .npz)")
+  oracle = {"attributes": parse_attribute_list(o.attributes)} if o.backend == "oracle" else {}
   return make_scorer(
       o.backend,
       o.model,
@@ -128,4 +133,5 @@ def scorer_for(o: ScoringOptions, images: np.ndarray, labels: Optional[np.ndarra
       error_model=o.error_model,
       seed=o.seed,
       replay_path=o.replay_path,
+      **oracle,
   )
