@@ -38,7 +38,7 @@ from .prompt import (
     normalize_attributes,
     parse_answer,
 )
-from .replay import ReplayScorer
+from .replay import ReplayScorer, ReplaySelectionError
 from .retry import RetryPolicy, UsageStats, run_sync
 from .runner import APIScorer
 
@@ -59,6 +59,7 @@ __all__ = [
     "GeminiScorer",
     "OracleScorer",
     "ReplayScorer",
+    "ReplaySelectionError",
     "CachedScorer",
     "ScoreCache",
     "RetryPolicy",
