@@ -133,6 +133,16 @@ def test_true_levels_and_oracle_labels_are_the_folders_levels(tmp_path):
   assert get_dataset("celeba").true_levels({"gem_labels": np.ones((2, 6))}, ["Bald"]) is None
 
 
+def test_two_folders_never_share_a_local_feature_extractor(tmp_path):
+  from gem_jax.metrics import local_features
+  dirs = {local_features.cache_dir(data_config(tmp_path / name, tmp_path), tmp_path / "cache")
+          for name in ("a", "b")}
+  assert len(dirs) == 2
+  faces = ml_collections.ConfigDict({"name": "synthetic_faces", "config": "tiny"})
+  assert local_features.cache_dir(faces, "/c").name == "local_cnn-synthetic_faces-tiny-" + (
+      "2606cf09d4")  # the digest before folders had keys
+
+
 def test_the_survey_counts_the_split_column_before_and_after_preparing(tmp_path):
   config = data_config(write_folder(tmp_path / "imgs"), tmp_path)
   spec = get_dataset(config)

@@ -2,6 +2,8 @@
 labels.csv and a graph.json), by default the pendulum (rendered on first use).
 
 Tokens as in synthetic_gem.py, plus 'oracle' (offline SIMULATION from the folder's levels).
+DEAR ('dear') is supervised by the pendulum's four levels over its graph's support; for another
+folder set --config.model.dear_num_factors to its number of concepts.
 Keys of config.data (docs/data.md):
   name        'pendulum' (default) or 'labelled_folder' (set by --data_dir)
   image_dir   the folder; pendulum: default <data_dir>/pendulum_folder
@@ -33,4 +35,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.data.config = "default"
   c.gem.attributes = ",".join(PENDULUM_ATTRIBUTES)
   c.gem.scorer.backend = "oracle" if oracle else "openai"
+  if c.model.objective == "dear":  # supervised by the levels ('attributes') over graph.json
+    c.model.dear_num_factors = len(PENDULUM_ATTRIBUTES)
   return c
