@@ -289,3 +289,17 @@ def test_malformed_graph_and_header(tmp_path):
   assert _error(tmp_path, "spec") == (LabelsError, (
       "TMP/imgs/labels.csv: the header 'name,size' has no 'filename' column; expected "
       "filename[,split],<concept>,<concept>,..."))
+
+
+def test_the_entry_points_print_a_labels_error_in_one_line(tmp_path):
+  from experiments import cli
+  from experiments.configs import labelled_gem
+  write_folder(tmp_path / "imgs", graph=[["size", "hue"], ["hue", "size"]])
+  config = labelled_gem.get_config("tiny,oracle")
+  config.data.name, config.data.image_dir = "labelled_folder", str(tmp_path / "imgs")
+  with pytest.raises(SystemExit) as info:
+    cli.run_experiment(config, str(tmp_path / "run"), resume=False)
+  assert info.value.code == (f"error: {tmp_path}/imgs/graph.json: the edges form a cycle size -> "
+                             "hue -> size; a relation graph must be acyclic: remove one of these "
+                             "edges")
+  assert not (tmp_path / "run").exists()
