@@ -19,7 +19,7 @@ from ml_collections import config_flags
 
 from gem_jax import objectives
 from gem_jax.config_checks import ConfigError, is_two_stage, validate_config
-from gem_jax.data import DataNotFoundError
+from gem_jax.data import DataNotFoundError, LabelsError
 from gem_jax.data.celeba import CelebaFormatError
 from gem_jax.data.image_decode import UnreadableImageError
 from gem_jax.gem_pipeline import (
@@ -44,10 +44,10 @@ from gem_jax.train import (
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 # What a user fixes (config, data, key, endpoint, workdir), reported in one line, not a trace.
-DOMAIN_ERRORS = (ConfigError, DataNotFoundError, UnreadableImageError, CelebaFormatError,
-                 ScorerError, ScoringError, CheckpointError, RunExistsError, NonFiniteLossError,
-                 RunLockedError, StageMismatchError, ScoringIncompleteError, DistributedError,
-                 WeakAlignmentError, GuidanceDataError)
+DOMAIN_ERRORS = (ConfigError, DataNotFoundError, LabelsError, UnreadableImageError,
+                 CelebaFormatError, ScorerError, ScoringError, CheckpointError, RunExistsError,
+                 NonFiniteLossError, RunLockedError, StageMismatchError, ScoringIncompleteError,
+                 DistributedError, WeakAlignmentError, GuidanceDataError)
 
 
 def config_path(name: str) -> str:

@@ -7,8 +7,9 @@ One line per problem, `config.<key>=<value>: <what is valid>`, e.g.
 `config.train.batch_size=7: must be a positive integer divisible by the device count (2)`.
 Checked: batch sizes (train.batch_size; gem.warmup_batch_size) against the device count,
 sizes and counts (latent_dim, widths, steps, intervals: integers >= 1), image_size (a power
-of two >= 8), learning rates (finite, > 0), weights (beta, lambdas, disc_r1_gamma: >= 0),
-Adam's betas ([0, 1)), probabilities (anchor_tau, scorer accuracy: [0, 1]), the names
+of two >= 8), the data paths (image_dir, labels_csv, graph_json: unset or a non-empty string),
+learning rates (finite, > 0), weights (beta, lambdas, disc_r1_gamma: >= 0), Adam's betas
+([0, 1)), probabilities (anchor_tau, scorer accuracy: [0, 1]), the names
 (data set, objective, likelihood, upsample, arch, adv_scale, dear_supergraph, scorer backend,
 oracle error model, GEM's prior), and what keys say together: latent_dim >= GEM's attributes,
 disc_r1_stride dividing each device's share, the objective's own checks (e.g. DEAR's
@@ -16,7 +17,9 @@ dear_num_factors <= latent_dim).
 The gem.* keys are checked for runs of GEM's two-stage pipeline only (the objective's
 `trains_once` is False). Keys absent from a config (saved before the key existed) are not
 checked. What needs the data or the network (split sizes, the data set's image size, the
-scorer's key and endpoint) is `gem_jax.preflight`'s.
+scorer's key and endpoint) is `gem_jax.preflight`'s; only a labelled folder's header and
+graph.json are read here, by `get_dataset(config.data)` (their errors are raised as they are:
+DataNotFoundError, LabelsError).
 """
 from __future__ import annotations
 
@@ -92,6 +95,11 @@ def choice(options) -> Check:
   return lambda v: None if v in tuple(options) else want
 
 
+def path(value) -> Optional[str]:
+  """A file or folder name: a non-empty string."""
+  return None if isinstance(value, str) and value.strip() else "must be a path (a non-empty string)"
+
+
 def optional(check: Check) -> Check:
   """None (unset) or a value `check` accepts."""
   return lambda v: None if v is None else check(v)
@@ -118,6 +126,9 @@ RULES: tuple[tuple[str, Check], ...] = (
     ("data.shuffle_buffer", integer(1)),
     ("data.label_max", POSITIVE),
     ("data.image_size", image_size),
+    ("data.image_dir", optional(path)),
+    ("data.labels_csv", optional(path)),
+    ("data.graph_json", optional(path)),
     ("model.latent_dim", integer(1)),
     ("model.image_size", image_size),
     ("model.width", integer(1)),
@@ -253,9 +264,10 @@ def _build_objective(config) -> tuple[Any, list[str]]:
   if cls.needs_dataset_size and not config.model.get("dataset_size"):
     config = config.copy_and_resolve_references()
     config.model.dataset_size = 1  # the run fills it in from the training split
+  spec = get_dataset(config.data)  # a labelled folder's own errors are not the objective's
   try:
     objective = cls.from_config(config)
-    objective.initial_graph(config.model.latent_dim, get_dataset(config.data))
+    objective.initial_graph(config.model.latent_dim, spec)
   except ValueError as e:
     return None, [problem("model.objective", name, str(e))]
   except (KeyError, AttributeError):  # an old saved config without the objective's keys

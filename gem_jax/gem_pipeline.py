@@ -226,7 +226,7 @@ def _truth_codes(config, model: TrainedModel, names: list[str]) -> tuple:
   """(mu [M, d], true levels [M, n], description) of TRUTH_IMAGES images of the eval split
   where the data set knows its true factors, else (None, None, None)."""
   spec = get_dataset(config.data)
-  if spec.sample_factors is None:
+  if not spec.labels_are_factors:
     return None, None, None
   num = min(TRUTH_IMAGES, split_size(config.data, config.data.eval_split))
   examples = load_examples(config.data, config.data.eval_split, num)

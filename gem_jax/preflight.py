@@ -32,6 +32,7 @@ from gem_jax.scoring import (
   check_options,
   estimate_request_cost,
   parse_attribute_list,
+  validate_attributes,
 )
 from gem_jax.stages import read_stage
 
@@ -112,6 +113,8 @@ def _check_offline(config, attributes: list[str]) -> list[str]:
                            attributes=attributes, num_images=config.gem.num_scored_images)
   try:
     check_options(options)
+    if sc.backend == "oracle":  # a labelled folder's concepts are known from config.data only
+      validate_attributes(attributes, spec.attribute_names, spec.name)
   except ScoringError as e:
     raise ConfigError([problem("gem.attributes", config.gem.attributes, str(e))]) from None
   if sc.backend == "replay" and not os.path.exists(os.path.expanduser(sc.replay_path)):

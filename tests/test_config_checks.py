@@ -6,7 +6,7 @@ from pathlib import Path
 import ml_collections
 import pytest
 
-from experiments.configs import celeba_gem, lsun_gem, synthetic_gem
+from experiments.configs import celeba_gem, labelled_gem, lsun_gem, synthetic_gem
 from gem_jax.config_checks import ConfigError, config_problems, is_two_stage, validate_config
 
 FIXTURE = Path(__file__).parent / "fixtures" / "runs_191b7d6"
@@ -136,7 +136,8 @@ SYNTHETIC_TOKENS = ("", "demo", "cpu30", "tiny", "tiny,gem_single", "tiny,gem_sc
 
 @pytest.mark.parametrize("module,tokens", [
     *[(synthetic_gem, t) for t in SYNTHETIC_TOKENS],
-    (celeba_gem, ""), (celeba_gem, "oracle"), (celeba_gem, "dear"), (lsun_gem, "")])
+    (celeba_gem, ""), (celeba_gem, "oracle"), (celeba_gem, "dear"), (lsun_gem, ""),
+    (labelled_gem, ""), (labelled_gem, "oracle"), (labelled_gem, "dear")])
 @pytest.mark.parametrize("devices", [1, 2])
 def test_the_shipped_configs_are_valid(module, tokens, devices):
   assert config_problems(module.get_config(tokens), num_devices=devices) == []

@@ -5,6 +5,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 import pytest
+import scipy.stats
 
 from gem_jax.data import DATASETS, DatasetSpec, get_builder, get_dataset
 from gem_jax.data import synthetic_faces as sf
@@ -27,12 +28,13 @@ def _celeba_examples(n: int = 20) -> dict:
           "filename": np.array([b"000001.jpg"] * n)}
 
 
-def test_specs_by_name_and_by_data_config():
-  assert DATASETS == ("synthetic_faces", "celeba", "image_folder")
+def test_specs_by_name_and_by_data_config(tmp_path):
+  assert DATASETS == ("synthetic_faces", "celeba", "image_folder", "labelled_folder", "pendulum")
   for name in DATASETS:
     spec = get_dataset(name)
     assert isinstance(spec, DatasetSpec) and spec.name == name
-    assert get_dataset(ml_collections.ConfigDict({"name": name, "config": "x"})) is spec
+    config = {"name": name, "config": "x", "data_dir": str(tmp_path)}  # no folder there yet
+    assert get_dataset(ml_collections.ConfigDict(config)) is spec
 
 
 def test_synthetic_faces_facts_are_the_scm():
@@ -55,7 +57,8 @@ def test_celeba_and_image_folder_facts():
 
 
 def test_unknown_name_lists_the_known_ones():
-  message = "unknown data set 'mnist'; known data sets: synthetic_faces, celeba, image_folder"
+  message = ("unknown data set 'mnist'; known data sets: synthetic_faces, celeba, image_folder, "
+             "labelled_folder, pendulum")
   with pytest.raises(ValueError, match=message):
     get_dataset("mnist")
   with pytest.raises(ValueError, match=message):
@@ -127,6 +130,91 @@ def test_ground_truth_factors_celeba_and_image_folder():
   assert get_dataset("celeba").nuisance_factors(examples).shape == (20, 0)
   folder = {"image": np.zeros((3, 4, 4, 3), np.uint8)}
   assert get_dataset("image_folder").ground_truth_factors(folder) == (None, [])
+
+
+def test_true_levels_are_the_labels_of_data_sets_whose_labels_are_factors():
+  examples = _synthetic_examples(10)
+  for name in ("synthetic_faces", "pendulum"):
+    spec = get_dataset(name)
+    assert spec.labels_are_factors
+    levels = examples["attributes"][:, :len(spec.attribute_names)]
+    names = list(spec.attribute_names[::-1])
+    np.testing.assert_array_equal(spec.true_levels({"attributes": levels}, names),
+                                  levels[:, ::-1])
+  assert get_dataset("celeba").true_levels(_celeba_examples(), ["Bald"]) is None
+  assert get_dataset("celeba").counterfactual_levels(_celeba_examples(), ["Bald"],
+                                                     {"Male": 1}) is None
+
+
+# ------------------------------------------------------------ synthetic_faces counterfactuals
+
+FACES = get_dataset("synthetic_faces")
+A = {name: i for i, name in enumerate(sf.ATTRIBUTES)}
+
+
+def _descendants(name: str) -> set[str]:
+  found, frontier = set(), [name]
+  while frontier:
+    parent = A[frontier.pop()]
+    for child in np.flatnonzero(sf.TRUE_GRAPH[parent]):
+      if sf.ATTRIBUTES[child] not in found:
+        found.add(sf.ATTRIBUTES[child])
+        frontier.append(sf.ATTRIBUTES[child])
+  return found
+
+
+def test_intervening_on_a_face_attribute_moves_exactly_its_descendants():
+  examples = _synthetic_examples(400)
+  levels = examples["attributes"]
+  assert _descendants("gender") == {"beard", "makeup", "bald", "bangs"}  # bangs through bald
+  for name in sf.ATTRIBUTES:
+    moved = FACES.counterfactual_levels(examples, sf.ATTRIBUTES, {name: 5 - levels[:, A[name]]},
+                                        seed=1)
+    changed = {n for n in sf.ATTRIBUTES if (moved[:, A[n]] != levels[:, A[n]]).any()}
+    assert changed == {name} | _descendants(name), name
+  blond = FACES.counterfactual_levels(examples, ["blond"], {"gender": 5})
+  np.testing.assert_array_equal(blond[:, 0], levels[:, A["blond"]])
+
+
+def test_intervening_to_the_observed_levels_changes_nothing():
+  examples = _synthetic_examples(400)
+  levels = examples["attributes"]
+  for name in ("gender", "bald", "blond"):
+    same = FACES.counterfactual_levels(examples, sf.ATTRIBUTES, {name: levels[:, A[name]]})
+    np.testing.assert_array_equal(same, levels)
+
+
+def test_do_gender_plus_one_moves_beard_by_its_structural_weight_where_nothing_clips():
+  examples = _synthetic_examples(3_000)
+  g, beard = examples["attributes"][:, A["gender"]], examples["attributes"][:, A["beard"]]
+  up = FACES.counterfactual_levels(examples, ["beard"], {"gender": g + 1.0})[:, 0]
+  inside = (g <= 4) & (beard >= 1) & (beard <= 4)
+  assert inside.sum() > 300
+  assert abs((up - beard)[inside].mean() - sf.TRUE_GRAPH[A["gender"], A["beard"]]) < 0.02
+
+
+def test_a_half_step_follows_the_truncated_normal_of_the_noise():
+  """beard's latent, given gender = 2 and beard = 1, is -1 + 1.3 eps in [0.5, 1.5); a half
+  step of gender lifts beard to 2 exactly when the latent is above 1."""
+  levels = np.zeros((300, 6), np.int32)
+  levels[:, A["gender"]], levels[:, A["beard"]] = 2, 1
+  half = FACES.counterfactual_levels({"attributes": levels}, ["beard"], {"gender": 2.5},
+                                     seed=3)[:, 0]
+  cdf = scipy.stats.norm.cdf
+  low, high, cut = (0.5 + 1) / 1.3, (1.5 + 1) / 1.3, (1.0 + 1) / 1.3
+  expected = (cdf(high) - cdf(cut)) / (cdf(high) - cdf(low))
+  assert abs((half - 1).mean() - expected) < 0.02  # 300 faces x 64 draws: sd 0.004
+  assert abs(expected - 0.5) > 0.05  # a uniform position inside the level would miss it
+
+
+def test_counterfactual_levels_checks_names_and_shapes():
+  examples = _synthetic_examples(5)
+  with pytest.raises(ValueError, match="has no attribute smile"):
+    FACES.counterfactual_levels(examples, ["beard"], {"smile": 1})
+  with pytest.raises(ValueError, match=r"do\(gender := \.\.\.\): expected a level or 5 levels"):
+    FACES.counterfactual_levels(examples, ["beard"], {"gender": [1, 2]})
+  clipped = FACES.counterfactual_levels(examples, ["gender"], {"gender": 7.5})
+  assert (clipped == 5).all()
 
 
 def test_data_layer_imports_nothing_above_it():

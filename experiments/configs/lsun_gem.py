@@ -13,6 +13,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.data.skip_bad = False
   c.data.config = "default"
   c.gem.attributes = "brown,white,black,saddle,rider,grass"
+  # scorer.model stays unset: openai applies its default (gpt-4o), and a replay
+  # (--config.gem.scorer.backend=replay) reads whichever model its file holds.
   c.gem.scorer.backend = "openai"
-  c.gem.scorer.model = "gpt-4o"
   return c

@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from gem_jax.data.errors import DataNotFoundError
+from gem_jax.data.folder_split import split_files
 from gem_jax.data.image_decode import UnreadableImageError, log_conversions, read_rgb
 from gem_jax.data.tf_cpu import tensorflow_datasets
 
@@ -96,21 +97,6 @@ def _first_visit(folder: Path, root: Path, seen: dict[str, str]) -> bool:
   return False
 
 
-def split_files(files: list[str], test_fraction: float) -> dict[str, list[str]]:
-  """{'train': [...], 'test': [...]}: test = the files with the smallest SHA-1 of their path.
-
-  Deterministic for a given set of relative paths; `test` has round(test_fraction * N) files,
-  at least one when N >= 2, none when N == 1 (tfds cannot write an empty split, so a split with
-  no files is left out).
-  """
-  n_test = 0 if len(files) < 2 else max(1, round(test_fraction * len(files)))
-  n_test = min(n_test, len(files) - 1) if files else 0
-  by_hash = sorted(files, key=lambda f: hashlib.sha1(f.encode("utf-8")).hexdigest())
-  test = set(by_hash[:n_test])
-  splits = {"train": [f for f in files if f not in test], "test": [f for f in files if f in test]}
-  return {name: members for name, members in splits.items() if members}
-
-
 def config_name(root, size: int) -> str:
   """Builder config name for a folder: '<base name>-<8 hex of sha1(abs path)>-<size>'."""
   path = os.path.abspath(os.path.expanduser(os.fspath(root)))
@@ -134,7 +120,7 @@ class ImageFolderConfig(tfds.core.BuilderConfig):
   test_fraction: float = 0.05
 
 
-class _BadFiles:
+class BadFiles:
   """Unreadable files and decoded modes of the split generators; the last split to finish
   logs the modes and reports the unreadable files."""
 
@@ -221,11 +207,11 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
     root = Path(config.root)
     files = folder_images(root)
     splits = split_files(files, config.test_fraction)
-    bad = _BadFiles(str(root), splits, self._skip_bad)
+    bad = BadFiles(str(root), splits, self._skip_bad)
     return {name: self._generate_examples(root, members, name, bad)
             for name, members in splits.items()}
 
-  def _generate_examples(self, root: Path, files: list[str], split: str, bad: _BadFiles):
+  def _generate_examples(self, root: Path, files: list[str], split: str, bad: BadFiles):
     """Yields (relative path, example); unreadable files go to `bad`."""
     yielded = 0
     for rel in files:

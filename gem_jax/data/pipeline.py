@@ -11,12 +11,12 @@ does not depend on how many processes share it; each process decodes the whole s
 """
 from __future__ import annotations
 
-import os
 from typing import Iterator
 
 import jax
 import numpy as np
 
+from gem_jax.data.data_dir import default_data_dir  # noqa: F401 (re-exported)
 from gem_jax.data.registry import get_builder
 from gem_jax.data.tf_cpu import tensorflow, tensorflow_datasets
 
@@ -100,8 +100,3 @@ def load_examples(data_config, split: str, num_examples: int | None = None) -> d
   spec = split if num_examples is None else f"{split}[:{num_examples}]"
   ds = builder.as_dataset(split=spec, shuffle_files=False, batch_size=-1)
   return {k: np.asarray(v) for k, v in tensorflow_datasets().as_numpy(ds).items()}
-
-
-def default_data_dir() -> str:
-  """$TFDS_DATA_DIR, else ~/tensorflow_datasets (tfds's own default)."""
-  return os.path.expanduser(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))

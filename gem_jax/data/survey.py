@@ -6,7 +6,9 @@
 A prepared copy answers from its tfds info. Otherwise: synthetic_faces from its builder
 config (it is rendered offline on first use), CelebA from list_eval_partition.txt after
 `check_celeba_files` (or from a prepared tfds `celeb_a`), an image folder by listing its files
-and splitting them as `image_folder.split_files` will (`list_images`, no file is decoded).
+and splitting them as `image_folder.split_files` will (`list_images`, no file is decoded), a
+labelled folder by reading its labels.csv, checked against the listed files, and splitting its
+rows as the builder will, the pendulum from its grid before it is rendered.
 Absent data raises the builders' own DataNotFoundError messages. Importing this module loads
 TensorFlow (the builder modules); the registry imports it on first use only.
 """
@@ -25,8 +27,18 @@ from gem_jax.data.celeba_builder import (
 )
 from gem_jax.data.celeba_files import check_celeba_files
 from gem_jax.data.errors import DataConfigError, DataNotFoundError
+from gem_jax.data.folder_labels import (
+  LABELS_FILE,
+  LabelPaths,
+  check_images,
+  read_labels,
+  split_rows,
+)
 from gem_jax.data.image_folder import ImageFolder, folder_images
 from gem_jax.data.image_folder import split_files as split_folder
+from gem_jax.data.labelled_folder import LabelledFolder
+from gem_jax.data.pendulum import NUM_SCENES, is_test, pendulum_dir
+from gem_jax.data.pendulum.builder import pendulum_folder_config
 from gem_jax.data.registry import DataSurvey
 from gem_jax.data.synthetic_faces.builder import SyntheticFaces
 from gem_jax.data.synthetic_faces.render import IMAGE_SIZE
@@ -107,3 +119,39 @@ def image_folder_survey(data_config) -> DataSurvey:
   splits = split_folder(files, builder.builder_config.test_fraction)
   return DataSurvey({name: len(members) for name, members in splits.items()}, size,
                     f"image folder {root}, {len(files)} files")
+
+
+def labelled_folder_survey(data_config) -> DataSurvey:
+  """labelled_folder: a prepared copy, else labels.csv's rows, checked against the folder's
+  images (`check_images`), split as the builder will split them; image size
+  config.data.image_size (default 64).
+
+  Raises:
+    DataNotFoundError: image_dir unset or absent, or labels.csv absent (named).
+    LabelsError: labels.csv malformed or not matching the images.
+  """
+  paths = LabelPaths.from_config(data_config)
+  size = int(data_config.get("image_size") or 64)
+  builder = LabelledFolder(root=paths.image_dir, labels_csv=paths.labels_csv, size=size,
+                           data_dir=_data_dir(data_config))
+  root = Path(paths.image_dir)
+  if builder.is_prepared():
+    return DataSurvey(_prepared_sizes(builder), size, f"labelled folder {root}, prepared in "
+                      f"{builder.data_dir}")
+  table = read_labels(paths.labels_csv)
+  check_images(table, folder_images(root), root)
+  rows = split_rows(table, builder.builder_config.test_fraction)
+  return DataSurvey({name: len(members) for name, members in rows.items()}, size,
+                    f"labelled folder {root}, {len(table.filenames)} labelled images")
+
+
+def pendulum_survey(data_config) -> DataSurvey:
+  """pendulum: its rendered folder as a labelled folder, else the published split of the
+  7,308 scenes it will render."""
+  folder = pendulum_dir(data_config)
+  if (folder / LABELS_FILE).is_file():
+    return labelled_folder_survey(pendulum_folder_config(data_config))
+  test = int(is_test(range(NUM_SCENES)).sum())
+  return DataSurvey({"train": NUM_SCENES - test, "test": test},
+                    int(data_config.get("image_size") or 64),
+                    f"pendulum, rendered on first use into {folder}")

@@ -316,9 +316,15 @@ def load_local_extractor(out_dir: str | Path, *, batch_size: int = 256) -> Local
 
 
 def cache_dir(data_config, cache_root: str | Path, **settings) -> Path:
-  """Where `local_extractor` keeps the extractor for this data set and these settings."""
+  """Where `local_extractor` keeps the extractor for this data set and these settings (and,
+  for a labelled folder, this folder and labels file: two folders never share one)."""
   settings = _settings(**settings)
-  key = json.dumps(dict(recipe=RECIPE_VERSION, settings=settings), sort_keys=True)
+  contents = dict(recipe=RECIPE_VERSION, settings=settings)
+  folder = {k: os.path.abspath(os.path.expanduser(data_config.get(k)))
+            for k in ("image_dir", "labels_csv") if data_config.get(k)}
+  if folder:  # absent for the embedded data sets, whose cache folders keep their names
+    contents["folder"] = folder
+  key = json.dumps(contents, sort_keys=True)
   digest = hashlib.sha1(key.encode()).hexdigest()[:10]
   return (Path(cache_root).expanduser().absolute()
           / f"local_cnn-{data_config.name}-{data_config.config}-{digest}")

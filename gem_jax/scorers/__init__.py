@@ -39,7 +39,7 @@ from .prompt import (
     normalize_attributes,
     parse_answer,
 )
-from .replay import ReplayScorer
+from .replay import ReplayScorer, ReplaySelectionError
 from .retry import RetryPolicy, UsageStats, run_sync
 from .runner import APIScorer
 
@@ -61,6 +61,7 @@ __all__ = [
     "OracleScorer",
     "ORACLE_ERROR_MODELS",
     "ReplayScorer",
+    "ReplaySelectionError",
     "CachedScorer",
     "ScoreCache",
     "RetryPolicy",

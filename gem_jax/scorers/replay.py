@@ -4,7 +4,9 @@ Accepted files:
 * the answer cache (`*.jsonl` written by `CachedScorer`): entries
   {"sha256", "backend", "model", "prompt_version", "scores": {attr: level}, ...};
   when it holds answers from several (backend, model, prompt_version), choose one with
-  `backend=` / `model=` / `prompt_version=` (an ambiguous file is an error);
+  `backend=` / `model=` / `prompt_version=` (a run: config.gem.scorer.model). An ambiguous
+  file, or a choice that matches no line, is a `ReplaySelectionError` listing every source
+  the file holds with its line count;
 * a plain JSONL of {"sha256": ..., "scores": {attr: level}} lines;
 * an `.npz` with arrays `sha256` [N] (str), `scores` int [N, n], `attributes` [n] (str)
   and optionally `backend`, `model`, `is_simulation` (see `save_scores_npz`).
@@ -21,12 +23,28 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .base import MissingScoreError, OnResult, Scorer, logger
+from .base import MissingScoreError, OnResult, Scorer, ScorerError, logger
 from .cache import read_jsonl_entries
 from .images import image_sha256
 from .prompt import Attribute
 
-__all__ = ["ReplayScorer", "save_scores_npz"]
+__all__ = ["ReplayScorer", "ReplaySelectionError", "save_scores_npz"]
+
+_SOURCE_KEYS = ("backend", "model", "prompt_version")  # what tells a cache's sources apart
+
+
+class ReplaySelectionError(ScorerError, ValueError):
+  """A score cache holds no scores, none of the chosen source, or several sources and no
+  choice; the message lists every (backend, model, prompt_version) it holds and how to choose."""
+
+
+def _sources(groups: dict[tuple[str, str, str], list[dict]]) -> str:
+  """'the file holds:' and one line per source with its line count, then how to choose."""
+  lines = [f"  backend={b!r}, model={m!r}, prompt_version={p!r}: {len(es)} line(s)"
+           for (b, m, p), es in sorted(groups.items())]
+  return ("the file holds:\n" + "\n".join(lines) + "\nchoose one with "
+          "config.gem.scorer.model=<model> (score_attributes: --model; in code "
+          "ReplayScorer(path, backend=..., model=..., prompt_version=...))")
 
 
 def save_scores_npz(
@@ -98,39 +116,26 @@ class ReplayScorer(Scorer):
       self._scores[h] = {a: int(v) for a, v in zip(attrs, row)}
 
   def _load_jsonl(self, backend, model, prompt_version) -> None:
-    entries = list(read_jsonl_entries(self.path))
-    groups: dict[tuple, list[dict]] = {}
-    for e in entries:
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for e in read_jsonl_entries(self.path):
       if "sha256" not in e or not isinstance(e.get("scores"), dict):
         continue
-      k = (
-          e.get("backend", "unknown"),
-          e.get("model", "unknown"),
-          e.get("prompt_version", "unknown"),
-      )
-      if backend is not None and k[0] != backend:
-        continue
-      if model is not None and k[1] != model:
-        continue
-      if prompt_version is not None and k[2] != prompt_version:
-        continue
-      groups.setdefault(k, []).append(e)
+      source = tuple(str(e.get(key, "unknown")) for key in _SOURCE_KEYS)
+      groups.setdefault(source, []).append(e)
     if not groups:
-      raise ValueError(
-          f"replay scorer: {self.path} holds no scores"
-          + (
-              " matching the given backend/model/prompt_version"
-              if (backend or model or prompt_version)
-              else ""
-          )
-      )
-    if len(groups) > 1:
-      raise ValueError(
-          f"replay scorer: {self.path} holds scores of several sources "
-          f"{sorted(groups)}; choose one with backend=, model=, prompt_version="
-      )
-    ((k, es),) = groups.items()
-    self.source_backend, self.source_model, self.prompt_version = map(str, k)
+      raise ReplaySelectionError(f"replay scorer: {self.path} holds no scores")
+    wanted = (backend, model, prompt_version)
+    chosen = {k: es for k, es in groups.items()
+              if all(w is None or w == v for w, v in zip(wanted, k))}
+    if not chosen:
+      asked = ", ".join(f"{key}={w!r}" for key, w in zip(_SOURCE_KEYS, wanted) if w is not None)
+      raise ReplaySelectionError(f"replay scorer: no scores in {self.path} match {asked}; "
+                                 f"{_sources(groups)}")
+    if len(chosen) > 1:
+      raise ReplaySelectionError(f"replay scorer: {self.path} holds scores of several sources; "
+                                 f"{_sources(chosen)}")
+    ((k, es),) = chosen.items()
+    self.source_backend, self.source_model, self.prompt_version = k
     self.is_simulation = any(bool(e.get("is_simulation", False)) for e in es)
     for e in es:
       slot = self._scores.setdefault(str(e["sha256"]), {})
