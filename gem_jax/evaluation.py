@@ -22,10 +22,15 @@ from gem_jax.data import DatasetSpec, get_dataset, load_examples
 from gem_jax.metrics import disentanglement as dm
 from gem_jax.metrics import features
 from gem_jax.metrics.fid import frechet_distance, kernel_inception_distance
+from gem_jax.metrics.intervention import (
+  intervention_error,
+  measured_intervention_effects,
+  true_intervention_effects,
+)
 from gem_jax.metrics.traversal import traversal_effect
 from gem_jax.plots import to_uint8
 from gem_jax.relations.alignment import spearman_matrix
-from gem_jax.relations.recovery import relation_recovery
+from gem_jax.relations.recovery import graph_metrics, relation_recovery
 
 
 def batched(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int = 250,
@@ -126,9 +131,11 @@ def relation_metrics(model, spec: DatasetSpec) -> dict:
   pairs = g["independent_pairs"]
   out = {f"relation_{k}": v for k, v in
          relation_recovery(g["learned"], g["truth"], independent_pairs=pairs).items()}
+  out.update({f"graph_{k}": v for k, v in graph_metrics(g["learned"], g["truth"]).items()})
   if g["a0"] is not None:
     out.update({f"relation_a0_{k}": v for k, v in
                 relation_recovery(g["a0"], g["truth"], independent_pairs=pairs).items()})
+    out.update({f"graph_a0_{k}": v for k, v in graph_metrics(g["a0"], g["truth"]).items()})
   return out
 
 
@@ -165,19 +172,57 @@ def traversal_metrics(model, images: np.ndarray, extractor) -> dict:
 
   images: uint8 [N, H, W, 3]; the first TRAVERSAL_IMAGES are traversed.
   """
-  if model.alignment is None or not hasattr(extractor, "outputs"):
+  columns = _level_heads(model, extractor)
+  if columns is None:
     return {}
-  heads = list(getattr(extractor, "meta", {}).get("attribute_names", ()))
   names = list(model.alignment.attribute_names)
-  if any(n not in heads for n in names):
-    return {}
-  columns = [heads.index(n) for n in names]
   effect = traversal_effect(model, images[:TRAVERSAL_IMAGES],
                             lambda x: extractor.outputs(x, "logits")[:, columns],
                             delta=TRAVERSAL_DELTA)
   return {"traversal_attributes": names, "traversal_effect": effect.tolist(),
           "traversal_effect_own": np.diag(effect).tolist(),
           "traversal_effect_own_min": float(np.diag(effect).min())}
+
+
+def _level_heads(model, extractor) -> list[int] | None:
+  """Columns of the extractor's attribute heads for the model's aligned attributes, or None
+  when the model has no alignment or the extractor lacks a head (CelebA's are unnamed)."""
+  if model.alignment is None or not hasattr(extractor, "outputs"):
+    return None
+  heads = list(getattr(extractor, "meta", {}).get("attribute_names", ()))
+  names = list(model.alignment.attribute_names)
+  if any(n not in heads for n in names):
+    return None
+  return [heads.index(n) for n in names]
+
+
+def intervention_metrics(model, examples: dict, spec: DatasetSpec, extractor,
+                         seed: int = 0) -> dict:
+  """do(attribute + 2 levels) on the first TRAVERSAL_IMAGES images, measured by the local CNN
+  against the data set's counterfactual (`gem_jax.metrics.intervention`): 'intervention_
+  effects' and 'intervention_true_effects' [n, n] (row: the intervened attribute),
+  'intervention_error' (off the diagonal) and 'intervention_own_error', levels; {} for models
+  that cannot intervene in levels (unguided), data without a known SCM, or an extractor
+  without the attributes' heads."""
+  columns = _level_heads(model, extractor)
+  if columns is None:
+    return {}
+  try:
+    model.level_scale()
+  except ValueError:
+    return {}
+  names = list(model.alignment.attribute_names)
+  subset = {k: v[:TRAVERSAL_IMAGES] for k, v in examples.items()}
+  true = true_intervention_effects(spec, subset, names, seed=seed)
+  if true is None:
+    return {}
+  measured = measured_intervention_effects(
+      model, subset["image"], lambda x: extractor.outputs(x, "logits")[:, columns], names)
+  errors = intervention_error(measured, true)
+  return {"intervention_attributes": names, "intervention_effects": measured.tolist(),
+          "intervention_true_effects": true.tolist(),
+          "intervention_error": errors["intervention_error"],
+          "intervention_own_error": errors["own_error"]}
 
 
 def evaluate_model(model, config, eval_config, extractor, seed: int = 0) -> dict:
@@ -195,6 +240,7 @@ def evaluate_model(model, config, eval_config, extractor, seed: int = 0) -> dict
   out.update(relation_metrics(model, spec))
   out.update(alignment_truth_metrics(model, codes, examples, spec))
   out.update(traversal_metrics(model, images, extractor))
+  out.update(intervention_metrics(model, examples, spec, extractor, seed))
   return out
 
 

@@ -24,7 +24,9 @@ import numpy as np
 from gem_jax import objectives
 from gem_jax.models import VAE, relate
 from gem_jax.objectives.base import scm_sample
+from gem_jax.objectives.guidance import SPAN
 from gem_jax.relations.alignment import Alignment
+from gem_jax.relations.interventions import counterfactual_codes
 from gem_jax.relations.alignment_quality import (
   AlignmentQuality,
   labels_with_quality,
@@ -34,6 +36,11 @@ from gem_jax.relations.alignment_quality import (
 from gem_jax.train import checkpoints
 from gem_jax.train.checkpoints import MODEL_KIND
 from gem_jax.train.state import make_graph_module, make_model
+
+
+# The scorers' top level (0..5; gem_jax.scorers.prompt.MAX_SCORE, which this package may not
+# import: tests/test_interventions.py pins the two equal).
+MAX_LEVEL = 5
 
 
 class TrainedModel:
@@ -183,6 +190,54 @@ class TrainedModel:
     mu = self.encode(images)[0]
     mu[:, k] += sign * float(delta)
     return self.decode(mu)
+
+  @property
+  def structural_weights(self) -> np.ndarray:
+    """W [d, d] of the structural equations z_j = sum_i W[i, j] z_i + u_j that `intervene`
+    propagates: the objective's SCM prior where it has one (gem_scm: A - I; gem_sparse: the
+    linear effects of its fitted mechanisms; DEAR: its learned weights), else A - I; zero
+    outside the aligned latents' edges."""
+    if self._prior_weights is not None:
+      w = self._prior_weights.copy()
+    else:
+      w = np.asarray(self.adjacency, np.float64) - np.eye(self.latent_dim)
+    np.fill_diagonal(w, 0.0)
+    return w
+
+  def level_scale(self) -> tuple[float, float]:
+    """(max score, latent units per level) of an MLLM-guided model, whose aligned latents hold
+    their attribute's score on -SPAN..+SPAN (`gem_jax.objectives.guidance`); ValueError for a
+    model whose latents have no such scale (unguided, or a β-VAE)."""
+    gem = self.config.get("gem") if self.config is not None else None
+    guidance = gem.get("guidance") if gem is not None else None
+    if self.alignment is None or guidance is None or not guidance.get("weight"):
+      raise ValueError("intervene() reads values in attribute levels, which only an MLLM-guided "
+                       "GEM's latents carry (config.gem.guidance.weight > 0); use edit() with a "
+                       "delta in latent units for this model")
+    return float(MAX_LEVEL), 2.0 * SPAN / MAX_LEVEL
+
+  def intervene(self, images, interventions: dict[str, float], shift: bool = False,
+                weights: np.ndarray | None = None) -> np.ndarray:
+    """The do-operator: decodings [B, H, W, 3] in [0, 1] of each image after do(attribute :=
+    level) for every {attribute: level} (levels on the scorer's scale 0..5, clipped to it;
+    shift=True: each image's own level plus the value), with every descendant of an
+    intervened attribute moved through the learned structural equations
+    (`structural_weights`) with the image's own noise, and every other latent as encoded
+    (`gem_jax.relations.interventions.counterfactual_codes`). An MLLM-guided GEM only
+    (`level_scale`). Beside `edit`, which moves one latent and lets the decoder's A carry it.
+    weights: other structural weights [d, d] to propagate with (e.g. another method's graph
+    judged with this decoder); default `structural_weights`."""
+    max_score, per_level = self.level_scale()
+    mu = self.encode(images)[0]
+    targets = {}
+    for attribute, value in interventions.items():
+      k, sign = self.latent_of(attribute)
+      level = (sign * mu[:, k] / per_level + max_score / 2) if shift else 0.0
+      level = np.clip(level + float(value), 0.0, max_score)
+      targets[k] = sign * (level - max_score / 2) * per_level
+    w = self.structural_weights if weights is None else np.asarray(weights, np.float64)
+    z = counterfactual_codes(mu, w, targets)
+    return self.decode(z.astype(np.float32))
 
   def traverse_all(self, image, values: Sequence[float]) -> np.ndarray:
     """Every latent in turn: [d, len(values), H, W, 3]."""

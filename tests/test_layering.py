@@ -29,7 +29,7 @@ LAYERS = (
     ("metrics",),
     ("config_checks",),
     ("evaluation", "pipeline_figures", "pipeline_settings"),
-    ("gem_pipeline",),
+    ("gem_pipeline", "graph_benchmark"),
     ("preflight",),
     ("__init__",),
 )

@@ -35,8 +35,10 @@ from ml_collections.config_dict import placeholder
 
 PRESETS = ("demo", "paper_demo", "cpu30", "tiny")
 BASELINES = ("beta_tcvae", "factor_vae", "dear")
-VARIANTS = ("beta_vae", "gem", "gem_single", "gem_paper", "gem_scm", "gem_relcon") + BASELINES
-ABLATIONS = ("no_learner", "no_adversarial", "adv_pixel", "vae", "unsupervised")
+VARIANTS = ("beta_vae", "gem", "gem_single", "gem_paper", "gem_scm", "gem_relcon",
+            "gem_sparse") + BASELINES
+ABLATIONS = ("no_learner", "no_adversarial", "adv_pixel", "vae", "unsupervised", "linear_graph",
+             "no_sparsity", "acyclic", "pc_prior", "ges_prior")
 NETWORKS = ("paper_arch",)
 ATTRIBUTES = ("bangs", "bald", "gender", "beard", "blond", "makeup")
 # The default GEM's objective (docs/design.md, "The graph study"): the SCM prior, under which A
@@ -80,6 +82,11 @@ def _base() -> ml_collections.ConfigDict:
   c.model.beta = 4.0
   c.model.graph_learner = True     # GCN refinement of A (Eq. 9); False: A = A_0
   c.model.gcn_layers = 2
+  c.model.graph_learner_kind = "gcn"  # gcn (Eq. 9) | scm (mechanisms fitted to the codes)
+  c.model.graph_fit_weight = 1.0   # gem_sparse: weight of the graph's fit to the codes
+  c.model.graph_l1 = 0.2           # gem_sparse: group lasso per edge (chosen on simulated SCMs)
+  c.model.graph_quadratic = True   # gem_sparse: each edge's curvature Q besides its slope W
+  c.model.graph_acyclic = 0.0      # gem_sparse: weight of NOTEARS' h(A) (0: 2-cycles allowed)
   c.model.lambda_anchor = 1.0      # weight of ||A - A_anchor||^2 (docs/decisions.md)
   c.model.anchor_tau = 0.999       # SUBLIME bootstrapping
   c.model.adversarial = True       # joint discriminator D(x, z) (Eq. 5)
@@ -104,6 +111,7 @@ def _base() -> ml_collections.ConfigDict:
   c.train.adam_b1 = 0.9
   c.train.adam_b2 = 0.999
   c.train.grad_clip_norm = 0.0     # 0: off
+  c.train.graph_learning_rate = placeholder(float)  # the DisGraph's own Adam rate; unset: same
   c.train.num_steps = 30_000
   c.train.num_devices = 0          # 0: all local devices
   c.train.log_every = 50
@@ -210,6 +218,10 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
   elif token in ("gem_scm", "gem_relcon"):
     m.name, m.graph_learner, m.adversarial = token, True, True
     m.objective = token
+  elif token == "gem_sparse":  # the graph fitted to the codes (gem_jax/objectives/gem_sparse.py)
+    m.name, m.graph_learner, m.adversarial = token, True, True
+    m.objective, m.graph_learner_kind, m.lambda_anchor = token, "scm", 0.0
+    c.train.graph_learning_rate = 1e-2
   elif token in BASELINES:
     _apply_baseline(c, token)
   elif token == "no_learner":
@@ -224,6 +236,17 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
   elif token == "vae":
     m.beta = 1.0
     m.name += "-vae"
+  elif token in ("linear_graph", "no_sparsity", "acyclic"):  # gem_sparse's ablations
+    if token == "linear_graph":
+      m.graph_quadratic = False
+    elif token == "no_sparsity":
+      m.graph_l1 = 0.0
+    else:
+      m.graph_acyclic = 1.0
+    m.name += "-" + token
+  elif token in ("pc_prior", "ges_prior"):  # A_0 from a discovery method's skeleton
+    c.gem.prior = token.split("_")[0]
+    m.name += "-" + token
   elif token == "unsupervised":    # the paper's fully unsupervised form: no MLLM guidance
     c.gem.guidance.weight = 0.0
     m.name += "-unsupervised"

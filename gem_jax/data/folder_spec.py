@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 
 import numpy as np
@@ -28,7 +29,13 @@ from gem_jax.data.folder_labels import (
   split_rows,
 )
 from gem_jax.data.levels import NUM_LEVELS
-from gem_jax.data.pendulum import CONCEPTS, PendulumCounterfactual, grid_values, pendulum_dir
+from gem_jax.data.pendulum import (
+  CONCEPTS,
+  SCM_NAME,
+  PendulumCounterfactual,
+  grid_values,
+  pendulum_dir,
+)
 from gem_jax.data.pendulum import true_graph as pendulum_graph
 from gem_jax.data.spec import DatasetSpec
 
@@ -76,8 +83,23 @@ def _labelled(paths: LabelPaths, stamp: tuple) -> DatasetSpec:
   del stamp  # part of the cache key only
   names = read_header(paths.labels_csv)
   graph = read_graph(paths.graph_json, names, paths.labels_csv) if paths.graph_json else None
-  return dataclasses.replace(LABELLED_FOLDER, attribute_names=names, true_graph=graph,
+  spec = dataclasses.replace(LABELLED_FOLDER, attribute_names=names, true_graph=graph,
                              label_key="attributes", labels_are_factors=True)
+  if paths.graph_json and _scm_name(paths.graph_json) == SCM_NAME and names == CONCEPTS:
+    # Rendered by write_pendulum_folder: its structural equations give the counterfactuals.
+    pendulum = _pendulum(str(paths.labels_csv), ())
+    spec = dataclasses.replace(spec, counterfactual=pendulum.counterfactual,
+                               independent_pairs=pendulum.independent_pairs)
+  return spec
+
+
+def _scm_name(graph_json) -> str | None:
+  """graph.json's "scm" entry (the generator of a rendered folder), or None."""
+  try:
+    data = json.loads(open(graph_json, encoding="utf-8").read())
+  except (OSError, ValueError):
+    return None
+  return data.get("scm") if isinstance(data, dict) else None
 
 
 def pendulum_spec(data_config) -> DatasetSpec:

@@ -60,10 +60,13 @@ import jax.numpy as jnp
 import jraph
 import numpy as np
 
+from gem_jax.models.graph_masks import edge_mask
+from gem_jax.models.scm_graph import ScmGraph
+
 __all__ = [
     "edge_mask", "node_mask_from_alignment", "masked_graph", "normalized_adjacency",
     "graphs_tuple_from_adjacency", "dense_gcn_propagate", "WeightedGCNLayer", "GraphLearner",
-    "DisGraph", "anchor_loss", "update_anchor",
+    "DisGraph", "LEARNERS", "anchor_loss", "update_anchor",
 ]
 
 Activation = Callable[[jax.Array], jax.Array]
@@ -74,25 +77,6 @@ ATANH_CLIP = 1e-3
 
 def _eye_like(a: jax.Array) -> jax.Array:
   return jnp.eye(a.shape[0], dtype=bool)
-
-
-def edge_mask(mask: Optional[jax.Array], latent_dim: int) -> jax.Array:
-  """Boolean [d, d] mask of the allowed edges i -> j (never the diagonal).
-
-  Args:
-    mask: None (every off-diagonal edge allowed), a node mask bool [d] (True = the latent
-      carries an attribute; mask[i, j] = node[i] & node[j]) or an edge mask bool [d, d].
-    latent_dim: d.
-  """
-  off = ~jnp.eye(latent_dim, dtype=bool)
-  if mask is None:
-    return off
-  mask = jnp.asarray(mask).astype(bool)
-  if mask.ndim == 1:
-    chex.assert_shape(mask, (latent_dim,))
-    mask = mask[:, None] & mask[None, :]
-  chex.assert_shape(mask, (latent_dim, latent_dim))
-  return mask & off
 
 
 def node_mask_from_alignment(alignment) -> np.ndarray:
@@ -234,17 +218,23 @@ class GraphLearner(nn.Module):
     return a
 
 
+LEARNERS = ("gcn", "scm")  # config.model.graph_learner_kind
+
+
 class DisGraph(nn.Module):
   """The DisGraph: A_0 [d, d] (+ edge mask) -> A [d, d] float32, diagonal exactly 1.
 
   learn=False is GEM (Single) / the "no learner" ablation: A is A_0 (masked; with mask None the
-  input comes back unchanged) and the module has no parameters.
+  input comes back unchanged) and the module has no parameters. learn=True refines A_0 with
+  `kind`'s learner: 'gcn', the paper's Eq. 9 (`GraphLearner`), or 'scm', structural mechanisms
+  fitted to the concept codes on A_0's support (`gem_jax.models.scm_graph.ScmGraph`).
   """
 
   latent_dim: int = 6
   num_layers: int = 2
   learn: bool = True
   activation: Activation = nn.relu
+  kind: str = "gcn"
 
   @nn.compact
   def __call__(self, a0: jax.Array, edge_mask: Optional[jax.Array] = None) -> jax.Array:
@@ -253,6 +243,10 @@ class DisGraph(nn.Module):
       if edge_mask is None:
         return a0.astype(jnp.float32)
       return masked_graph(a0.astype(jnp.float32), edge_mask)
+    if self.kind == "scm":
+      return ScmGraph(name="learner")(a0.astype(jnp.float32), edge_mask)
+    if self.kind != "gcn":
+      raise ValueError(f"unknown graph learner {self.kind!r}; known: {', '.join(LEARNERS)}")
     return GraphLearner(self.num_layers, self.activation, name="learner")(a0, edge_mask)
 
 

@@ -20,6 +20,7 @@ from gem_jax.objectives.factor_vae import FactorVAE
 from gem_jax.objectives.gem import GemObjective
 from gem_jax.objectives.gem_relcon import GemRelconObjective
 from gem_jax.objectives.gem_scm import GemScmObjective
+from gem_jax.objectives.gem_sparse import GemSparseObjective
 
 OBJECTIVES: dict[str, type[Objective]] = {
     "beta_vae": GemObjective,
@@ -28,6 +29,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
     "dear": DEAR,
     "gem_scm": GemScmObjective,
     "gem_relcon": GemRelconObjective,
+    "gem_sparse": GemSparseObjective,
 }
 
 DEFAULT = "beta_vae"  # what configs saved before config.model.objective existed mean
@@ -48,4 +50,5 @@ def from_config(config) -> Objective:
 
 __all__ = ["OBJECTIVES", "DEFAULT", "get", "from_config", "Objective", "LossContext",
            "LossOutput", "StepInputs", "DiscBatch", "joint_adversarial", "GemObjective",
-           "BetaTCVAE", "FactorVAE", "DEAR", "GemScmObjective", "GemRelconObjective"]
+           "BetaTCVAE", "FactorVAE", "DEAR", "GemScmObjective", "GemRelconObjective",
+           "GemSparseObjective"]

@@ -91,6 +91,9 @@ class Objective:
   disc_metric: ClassVar[str] = "adv_discriminator"
   # Whether from_config needs config.model.dataset_size (the training split's size) filled in.
   needs_dataset_size: ClassVar[bool] = False
+  # Whether the DisGraph learns from its own term only (gem_sparse: the fit to the codes): the
+  # train step then decodes and samples the prior through A with stopped gradients.
+  graph_from_codes: ClassVar[bool] = False
 
   @classmethod
   def from_config(cls, config) -> "Objective":

@@ -56,7 +56,8 @@ def make_model(model_config) -> VAE:
 
 def make_graph_module(model_config) -> DisGraph:
   return DisGraph(latent_dim=model_config.latent_dim, num_layers=model_config.gcn_layers,
-                  learn=model_config.graph_learner)
+                  learn=model_config.graph_learner,
+                  kind=model_config.get("graph_learner_kind", "gcn"))
 
 
 def make_discriminator(model_config, kind: str | None
@@ -84,8 +85,15 @@ def _adam(learning_rate, train_config, b1=None, b2=None) -> optax.GradientTransf
 
 
 def make_optimizer(train_config) -> optax.GradientTransformation:
-  """Adam for the generator side (docs/design.md: 1e-4), optional global-norm clipping."""
-  return _adam(train_config.learning_rate, train_config)
+  """Adam for the generator side (docs/design.md: 1e-4), optional global-norm clipping; the
+  DisGraph's parameters (params['graph']) at train_config.graph_learning_rate where that is
+  set (the sparse SCM learner fits its edges within stage 4's few hundred steps)."""
+  tx = _adam(train_config.learning_rate, train_config)
+  graph_lr = train_config.get("graph_learning_rate")
+  if graph_lr is None:
+    return tx
+  labels = lambda params: {k: "graph" if k == "graph" else "rest" for k in params}
+  return optax.multi_transform({"rest": tx, "graph": _adam(graph_lr, train_config)}, labels)
 
 
 def make_disc_optimizer(train_config) -> optax.GradientTransformation:

@@ -165,10 +165,12 @@ def generator_loss(params, disc_params, state: TrainState, inputs: StepInputs, *
   """The generator objective and what the discriminator step needs from it. An objective with
   a joint discriminator gets its prior draws decoded in the reconstructions' decoder call."""
   a = graph_module.apply(params["graph"], state.graph["a0"], state.graph["edge_mask"])
+  # An objective whose graph learns from its own term decodes through A without moving it.
+  a_read = jax.lax.stop_gradient(a) if cfg.objective.graph_from_codes else a
   prior_z = None
   if cfg.objective.discriminator == "joint":
-    prior_z = cfg.objective.prior_sample(params, state.graph, a, inputs.prior_eps)
-  out = vae.apply(params["vae"], inputs.x, inputs.eps, a, prior_z)
+    prior_z = cfg.objective.prior_sample(params, state.graph, a_read, inputs.prior_eps)
+  out = vae.apply(params["vae"], inputs.x, inputs.eps, a_read, prior_z)
   ctx = LossContext(params=params, disc_params=disc_params, graph=state.graph, inputs=inputs,
                     out=out, a=a, vae=vae, disc=disc)
   total, metrics, disc_batch = cfg.objective.generator_loss(ctx)

@@ -14,6 +14,7 @@ the public names of scm, render, folder and counterfactual.
 from gem_jax.data.pendulum.counterfactual import PendulumCounterfactual
 from gem_jax.data.pendulum.folder import (
   FOLDER_NAME,
+  SCM_NAME,
   pendulum_dir,
   scene_filename,
   write_pendulum_folder,
@@ -34,7 +35,7 @@ from gem_jax.data.pendulum.scm import (
 )
 
 __all__ = [
-    "CONCEPTS", "FOLDER_NAME", "GRAPH_EDGES", "NUM_SCENES", "PendulumCounterfactual",
+    "CONCEPTS", "FOLDER_NAME", "GRAPH_EDGES", "SCM_NAME", "NUM_SCENES", "PendulumCounterfactual",
     "angle_degrees", "concept_values", "grid_values", "is_test", "light_position",
     "pendulum_dir", "render_scene", "scene_filename", "scene_grid", "shadows", "true_graph",
     "write_pendulum_folder",

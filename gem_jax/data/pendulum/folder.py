@@ -31,7 +31,10 @@ from gem_jax.data.pendulum.scm import (
   scene_grid,
 )
 
-FOLDER_NAME = "pendulum_folder"  # under the tfds data_dir, unless config.data.image_dir is set
+FOLDER_NAME = "pendulum_folder"
+# graph.json's "scm": the folder was rendered from the pendulum's structural equations, so a
+# labelled folder read from it knows its counterfactuals (gem_jax/data/folder_spec.py).
+SCM_NAME = "pendulum"  # under the tfds data_dir, unless config.data.image_dir is set
 
 
 def pendulum_dir(data_config) -> Path:
@@ -97,4 +100,5 @@ def _write(folder: Path, scenes: list[int], size: int, progress: bool) -> None:
   header = ",".join(("filename", "split") + CONCEPTS)
   (folder / LABELS_FILE).write_text("\n".join([header] + rows) + "\n", encoding="utf-8")
   edges = ",\n".join(f"  {json.dumps(list(edge))}" for edge in GRAPH_EDGES)
-  (folder / GRAPH_FILE).write_text(f'{{"edges": [\n{edges}\n]}}\n', encoding="utf-8")
+  (folder / GRAPH_FILE).write_text(
+      f'{{"scm": "{SCM_NAME}",\n "edges": [\n{edges}\n]}}\n', encoding="utf-8")
