@@ -23,12 +23,6 @@ from gem_jax.graph_benchmark import run_known_graph
 from gem_jax.preflight import preflight
 from gem_jax.train import run_lock
 
-_CONFIG = config_flags.DEFINE_config_file("config", cli.config_path("known_graph"),
-                                          "Config file, optionally with ':preset'.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "A labelled folder (images + labels.csv "
-                                "+ graph.json).")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/known_graph", "Run folder.")
-
 
 def run_config(kg):
   """The GEM run config of a known_graph config: its data set, size tokens, variant, seed,
@@ -66,28 +60,43 @@ def table(report: dict) -> str:
   return "\n".join(lines)
 
 
-def main(argv):
-  del argv
-  cli.setup_logging()
-  kg = _CONFIG.value
-  if _DATA_DIR.value:
-    kg.dataset, kg.image_dir = "labelled_folder", _DATA_DIR.value
-  if kg.dataset == "labelled_folder" and not kg.image_dir:
-    raise app.UsageError("--data_dir (a labelled folder) is required, or set "
-                         "--config.dataset=pendulum or synthetic_faces")
-  workdir = Path(_WORKDIR.value)
-  try:
-    config = run_config(kg)
-    validate_config(config)
-    for line in preflight(config, str(workdir)):
-      print(f"preflight: {line}")
-    with run_lock(workdir):
-      report = run_known_graph(config, workdir, kg.eval, workdir / "feature_extractor_cache")
-  except cli.DOMAIN_ERRORS as e:
-    sys.exit(f"error: {e}")
-  print(table(report))
-  print(f"wrote {workdir / 'report.json'} and {workdir / 'graphs.png'}")
+def run(kg, workdir: Path) -> dict:
+  """GEM's run of the known_graph config `kg` into workdir, checked first; the report."""
+  config = run_config(kg)
+  validate_config(config)
+  for line in preflight(config, str(workdir)):
+    print(f"preflight: {line}")
+  with run_lock(workdir):
+    return run_known_graph(config, workdir, kg.eval, workdir / "feature_extractor_cache")
+
+
+def define_main():
+  """Defines the flags (at run time, not import time: known_graph_study imports this module)
+  and returns the absl main."""
+  config = config_flags.DEFINE_config_file("config", cli.config_path("known_graph"),
+                                           "Config file, optionally with ':preset'.")
+  data_dir = flags.DEFINE_string("data_dir", None, "A labelled folder (images + labels.csv "
+                                 "+ graph.json).")
+  workdir = flags.DEFINE_string("workdir", "runs/known_graph", "Run folder.")
+
+  def main(argv):
+    del argv
+    cli.setup_logging()
+    kg = config.value
+    if data_dir.value:
+      kg.dataset, kg.image_dir = "labelled_folder", data_dir.value
+    if kg.dataset == "labelled_folder" and not kg.image_dir:
+      raise app.UsageError("--data_dir (a labelled folder) is required, or set "
+                           "--config.dataset=pendulum or synthetic_faces")
+    try:
+      report = run(kg, Path(workdir.value))
+    except cli.DOMAIN_ERRORS as e:
+      sys.exit(f"error: {e}")
+    print(table(report))
+    print(f"wrote {Path(workdir.value) / 'report.json'} and {Path(workdir.value) / 'graphs.png'}")
+
+  return main
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(define_main())

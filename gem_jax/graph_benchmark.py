@@ -16,6 +16,7 @@ intervenes do(a + 2 levels) on test images, and the local CNN measures what move
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -26,8 +27,10 @@ from gem_jax.data import get_dataset, load_examples
 from gem_jax.evaluation import _level_heads, aligned_graphs, make_extractor
 from gem_jax.files import atomic_write_json
 from gem_jax.gem_pipeline import (
+  Stage4Start,
   attribute_names,
   final_alignment_quality,
+  prior_and_a0,
   run_shared_stages,
   run_stage4,
 )
@@ -36,14 +39,16 @@ from gem_jax.metrics.intervention import (
   measured_intervention_effects,
   true_intervention_effects,
 )
+from gem_jax.pipeline_settings import array_digest, prior_method
 from gem_jax.plots.relations import Panel, save_relation_panels
-from gem_jax.relations import graph_metrics, somers_d
+from gem_jax.relations import Alignment, graph_metrics, somers_d
 from gem_jax.relations.discovery import METHODS, discover, skeleton_prior
 from gem_jax.relations.recovery import json_float
+from gem_jax.train.state import make_graph_state
 
 __all__ = ["SCORE_ONLY", "REPORTED", "score_only_graphs", "graph_weights", "truth_over",
            "graph_rows", "intervention_rows", "best_score_only", "save_graph_figure",
-           "latent_weights", "run_known_graph", "REPORT", "FIGURE"]
+           "latent_weights", "run_known_graph", "REPORT", "FIGURE", "start_with_prior"]
 
 REPORT, FIGURE = "report.json", "graphs.png"  # what run_known_graph writes into its workdir
 
@@ -145,6 +150,20 @@ def save_graph_figure(path, names, truth: np.ndarray, graphs: dict[str, np.ndarr
             for title, m, key in shown]
   save_relation_panels(path, panels, list(names), title="Known graph: rows are parents",
                        subtitle=subtitle)
+
+
+def start_with_prior(config, start: Stage4Start) -> Stage4Start:
+  """The shared stages' start with A_0 built from config.gem.prior instead (the same warm-up,
+  scores and alignment: a study's variants with another prior share stages 1-2)."""
+  alignment = Alignment.from_json(start.extra_meta["alignment"])
+  _, prior, a0 = prior_and_a0(config, start.scores, alignment)
+  if np.array_equal(a0, np.asarray(start.graph["a0"])):
+    return start
+  graph = make_graph_state(a0, np.asarray(start.graph["edge_mask"]))
+  meta = {**start.extra_meta, "prior": prior.to_json(list(alignment.attribute_names))}
+  logging.info("stage 4 from the %s prior", prior_method(config))
+  return dataclasses.replace(start, graph=graph, extra_meta=meta,
+                             inputs={**start.inputs, "a0": array_digest(a0)})
 
 
 def run_known_graph(config, workdir, eval_config, extractor_root) -> dict:

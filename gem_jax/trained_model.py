@@ -26,17 +26,16 @@ from gem_jax.models import VAE, relate
 from gem_jax.objectives.base import scm_sample
 from gem_jax.objectives.guidance import SPAN
 from gem_jax.relations.alignment import Alignment
-from gem_jax.relations.interventions import counterfactual_codes
 from gem_jax.relations.alignment_quality import (
   AlignmentQuality,
   labels_with_quality,
   quality_from_alignment,
   quality_from_json,
 )
+from gem_jax.relations.interventions import counterfactual_codes
 from gem_jax.train import checkpoints
 from gem_jax.train.checkpoints import MODEL_KIND
 from gem_jax.train.state import make_graph_module, make_model
-
 
 # The scorers' top level (0..5; gem_jax.scorers.prompt.MAX_SCORE, which this package may not
 # import: tests/test_interventions.py pins the two equal).

@@ -29,7 +29,8 @@ LAYERS = (
     ("metrics",),
     ("config_checks",),
     ("evaluation", "pipeline_figures", "pipeline_settings"),
-    ("gem_pipeline", "graph_benchmark"),
+    ("gem_pipeline",),
+    ("graph_benchmark",),
     ("preflight",),
     ("__init__",),
 )
