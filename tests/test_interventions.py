@@ -1,0 +1,135 @@
+"""The do-operator on latent codes (`relations.interventions`), `TrainedModel.intervene` and the
+intervention error (`metrics.intervention`)."""
+import ml_collections
+import numpy as np
+import pytest
+
+from gem_jax.data import get_dataset
+from gem_jax.data.synthetic_faces import ATTRIBUTES, sample_factors
+from gem_jax.metrics.intervention import intervention_error, true_intervention_effects
+from gem_jax.relations import Alignment
+from gem_jax.relations.interventions import counterfactual_codes, descendants
+from gem_jax.scorers.prompt import MAX_SCORE
+from gem_jax.trained_model import MAX_LEVEL, TrainedModel
+
+# A chain 0 -> 1 -> 2 (weights 0.5, -2), a collider 3 -> 2 (0.25), a lone latent 4 and a 2-cycle
+# 5 <-> 6 (0.3 each way).
+W = np.zeros((7, 7))
+W[0, 1], W[1, 2], W[3, 2], W[5, 6], W[6, 5] = 0.5, -2.0, 0.25, 0.3, 0.3
+
+
+def codes(n: int = 5, seed: int = 0) -> np.ndarray:
+  return np.random.default_rng(seed).normal(size=(n, 7))
+
+
+def test_descendants_follow_the_edges():
+  assert descendants(W, [0]) == {1, 2}
+  assert descendants(W, [3]) == {2}
+  assert descendants(W, [2]) == set()
+  assert descendants(W, [5]) == {5, 6}  # the cycle returns to its source
+
+
+def test_an_intervention_moves_exactly_the_descendants_by_the_path_products():
+  z = codes()
+  out = counterfactual_codes(z, W, {0: 1.5})
+  delta = 1.5 - z[:, 0]
+  np.testing.assert_allclose(out[:, 0], 1.5)
+  np.testing.assert_allclose(out[:, 1] - z[:, 1], 0.5 * delta, atol=1e-12)
+  np.testing.assert_allclose(out[:, 2] - z[:, 2], 0.5 * -2.0 * delta, atol=1e-12)
+  for j in (3, 4, 5, 6):  # non-descendants: bit for bit
+    np.testing.assert_array_equal(out[:, j], z[:, j])
+
+
+def test_the_intervened_latent_loses_its_incoming_edges_and_keeps_the_rows_noise():
+  z = codes()
+  out = counterfactual_codes(z, W, {1: np.arange(5.0)})
+  np.testing.assert_array_equal(out[:, 0], z[:, 0])  # a parent does not move
+  np.testing.assert_allclose(out[:, 1], np.arange(5.0))
+  # latent 2 keeps its own noise u_2 = z_2 - (-2 z_1 + 0.25 z_3)
+  u2 = z[:, 2] - (-2.0 * z[:, 1] + 0.25 * z[:, 3])
+  np.testing.assert_allclose(out[:, 2], -2.0 * np.arange(5.0) + 0.25 * z[:, 3] + u2,
+                             atol=1e-12)
+
+
+def test_an_intervention_to_the_encoded_value_changes_nothing():
+  z = codes()
+  np.testing.assert_allclose(counterfactual_codes(z, W, {0: z[:, 0], 5: z[:, 5]}), z,
+                             atol=1e-12)
+
+
+def test_a_two_way_edge_propagates_from_the_intervened_side_only():
+  z = codes()
+  out = counterfactual_codes(z, W, {5: z[:, 5] + 1.0})
+  np.testing.assert_allclose(out[:, 6] - z[:, 6], 0.3, atol=1e-12)  # 5 -> 6 kept
+  np.testing.assert_allclose(out[:, 5] - z[:, 5], 1.0, atol=1e-12)  # 6 -> 5 cut
+
+
+def test_a_cycle_with_gain_one_is_an_error():
+  w = np.zeros((2, 2))
+  w[0, 1] = w[1, 0] = 1.0
+  with pytest.raises(ValueError, match=r"latents \[\] \(I - W is singular\)"):
+    counterfactual_codes(np.zeros((1, 2)), w, {})
+  with pytest.raises(ValueError, match="latent 7 is out of range 0..1"):
+    counterfactual_codes(np.zeros((1, 2)), w, {7: 0.0})
+
+
+def test_the_models_level_scale_is_the_scorers():
+  assert MAX_LEVEL == MAX_SCORE
+
+
+class _Identity:
+  """A stand-in VAE for TrainedModel: encode returns fixed codes, decode records its input."""
+
+  latent_dim, image_size = 7, 4
+
+
+def _model(guided: bool = True) -> TrainedModel:
+  model = TrainedModel.__new__(TrainedModel)
+  model.module = _Identity()
+  model.adjacency = np.eye(7) + W
+  model._prior_weights = None
+  model._scm_weights = None
+  model.alignment = Alignment(attribute_names=tuple("abcdefg"),
+                              latent_of_attribute=tuple(range(7)), signs=(1.0,) * 7,
+                              correlations=np.eye(7))
+  model.config = ml_collections.ConfigDict({"gem": {"guidance": {"weight": 10.0 if guided
+                                                                  else 0.0}}})
+  model.codes = codes(3)
+  model.encode = lambda images: (model.codes.copy(), None)
+  model.decode = lambda z: np.asarray(z)
+  return model
+
+
+def test_intervene_sets_the_level_and_moves_the_descendants_through_the_graph():
+  model = _model()
+  z = model.codes
+  out = model.intervene(np.zeros((3, 4, 4, 3), np.uint8), {"a": 5})
+  np.testing.assert_allclose(out[:, 0], 2.0)  # level 5 on -2..+2
+  np.testing.assert_allclose(out[:, 1] - z[:, 1], 0.5 * (2.0 - z[:, 0]), atol=1e-6)
+  np.testing.assert_allclose(out[:, 4], z[:, 4], atol=1e-6)  # float32 codes
+  shifted = model.intervene(np.zeros((3, 4, 4, 3), np.uint8), {"a": 1}, shift=True)
+  np.testing.assert_allclose(shifted[:, 0], np.minimum(z[:, 0] + 0.8, 2.0), atol=1e-6)
+
+
+def test_intervene_refuses_a_model_without_level_scale():
+  with pytest.raises(ValueError, match="only an MLLM-guided GEM's latents carry"):
+    _model(guided=False).intervene(np.zeros((3, 4, 4, 3), np.uint8), {"a": 5})
+
+
+def test_intervention_error_is_the_mean_off_diagonal_gap():
+  measured = np.array([[1.0, 0.5], [0.0, 2.0]])
+  true = np.array([[2.0, 1.0], [0.25, 2.0]])
+  assert intervention_error(measured, true) == {"intervention_error": 0.375, "own_error": 0.5}
+
+
+def test_true_effects_of_synthetic_faces_follow_its_graph():
+  spec = get_dataset("synthetic_faces")
+  levels, factors = sample_factors(3, 400)
+  effects = true_intervention_effects(spec, {"attributes": levels, "factors": factors},
+                                      list(ATTRIBUTES))
+  a = {name: i for i, name in enumerate(ATTRIBUTES)}
+  assert effects[a["gender"], a["blond"]] == 0.0  # no path
+  assert effects[a["gender"], a["beard"]] > 0.5  # gender -> beard +1.0 (clipped)
+  assert effects[a["gender"], a["makeup"]] < -0.5
+  assert effects[a["blond"], a["bald"]] == 0.0
+  assert effects[a["beard"], a["gender"]] == 0.0  # no edge into the parent
