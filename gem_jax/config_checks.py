@@ -187,6 +187,8 @@ GEM_RULES: tuple[tuple[str, Check], ...] = (
     ("gem.guidance.weight", NON_NEGATIVE),
     ("gem.guidance.stage4_weight", optional(NON_NEGATIVE)),
     ("gem.guidance.holdout_fraction", number(0, 1, high_open=True)),
+    ("gem.steer.weight", NON_NEGATIVE),
+    ("gem.steer.stride", integer(1)),
     ("gem.num_scored_images", integer(2)),
     ("gem.scorer.backend", choice(BACKENDS)),
     ("gem.scorer.accuracy", number(0, 1)),
@@ -329,13 +331,16 @@ GUIDED_STAGES = ("warmup", "gem")
 
 def _guidance_problems(config) -> list[str]:
   """The guided stages are known names; the guide batch fits the guided scored images."""
+  for key in ("gem.steer.stages", "gem.guidance.stages"):
+    stages = lookup(config, key)
+    names = [] if stages is ABSENT else [s.strip() for s in str(stages).split(",") if s.strip()]
+    if any(s not in GUIDED_STAGES for s in names):
+      return [problem(key, stages, "must be a comma-separated list of "
+                      + " and ".join(repr(s) for s in GUIDED_STAGES) + " (or empty)")]
   stages = lookup(config, "gem.guidance.stages")
   if stages is ABSENT:
     return []
   names = [s.strip() for s in str(stages).split(",") if s.strip()]
-  if any(s not in GUIDED_STAGES for s in names):
-    return [problem("gem.guidance.stages", stages, "must be a comma-separated list of "
-                    + " and ".join(repr(s) for s in GUIDED_STAGES) + " (or empty)")]
   weight, batch = (lookup(config, f"gem.guidance.{k}") for k in ("weight", "batch_size"))
   num, held = lookup(config, "gem.num_scored_images"), lookup(config,
                                                               "gem.guidance.holdout_fraction")

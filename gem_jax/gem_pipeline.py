@@ -45,6 +45,7 @@ from gem_jax.pipeline_settings import (
   ADDED_STAGE_KEYS,
   GUIDANCE_KEYS,
   REMOTE_BACKENDS,
+  STEER_KEYS,
   array_digest,
   attribute_names,
   graph_values,
@@ -55,6 +56,7 @@ from gem_jax.pipeline_settings import (
   scoring_values,
   stage4_config,
   stage4_values,
+  steered_stages,
   warmup_config,
   warmup_id,
   warmup_values,
@@ -365,7 +367,8 @@ def run_stage4(config, start: Stage4Start, out: str | Path) -> TrainedModel:
   out = Path(out)
   config = stage4_config(config)
   guided = "gem" in guided_stages(config)
-  values = {**stage4_values(config), **(config_values(config, GUIDANCE_KEYS) if guided else {})}
+  values = {**stage4_values(config), **(config_values(config, GUIDANCE_KEYS) if guided else {}),
+            **(config_values(config, STEER_KEYS) if "gem" in steered_stages(config) else {})}
   finished = checkpoints.reached(out, config.train.num_steps)  # every process reads
   extra = {"accepted_weak_alignment": list(start.weak)} if start.weak else {}
   if not _is_done(out, "GEM", values, start.inputs, finished, added=ADDED_STAGE_KEYS):

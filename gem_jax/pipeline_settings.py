@@ -23,6 +23,9 @@ WARMUP_KEYS = ("seed", "data.name", "data.config", "data.split", "model.arch", "
 WARMUP_GUIDANCE_KEYS = ("gem.guidance.weight", "gem.guidance.batch_size",
                         "gem.guidance.holdout_fraction", "gem.guidance.stages")
 GUIDANCE_KEYS = WARMUP_GUIDANCE_KEYS + ("gem.guidance.stage4_weight",)
+# The steering term's settings (gem_jax/objectives/steering.py), recorded by the stages it
+# steers.
+STEER_KEYS = ("gem.steer.weight", "gem.steer.stride", "gem.steer.stages")
 SCORING_KEYS = ("data.name", "data.config", "data.split", "gem.num_scored_images",
                 "gem.attributes", "gem.scorer.backend", "gem.scorer.model",
                 "gem.scorer.base_url")
@@ -37,7 +40,8 @@ ADDED_STAGE_KEYS = {"model.arch": "burgess", "model.capacity_max": 0.0,
                     "gem.guidance.stage4_weight": None,
                     "gem.guidance.batch_size": 16, "gem.guidance.holdout_fraction": 0.2,
                     "gem.guidance.stages": "warmup,gem", "gem.prior": "somers_d",
-                    "gem.scorer.error_model": "uniform"}
+                    "gem.scorer.error_model": "uniform", "gem.steer.weight": 0.0,
+                    "gem.steer.stride": 4, "gem.steer.stages": "gem"}
 # Settings that do not change what stage 4 computes (num_steps: a longer run continues it).
 STAGE4_IGNORED = ("data.data_dir", "train.num_steps", "train.log_every", "train.sample_every",
                   "train.checkpoint_every", "train.keep_checkpoints", "train.num_devices")
@@ -86,6 +90,9 @@ def warmup_config(config):
   c.train.learning_rate = config.gem.warmup_learning_rate
   if config.gem.get("warmup_beta") is not None:
     c.model.beta = float(config.gem.warmup_beta)
+  steer = config.gem.get("steer")
+  if steer is not None and "warmup" not in steered_stages(config):
+    c.gem.steer.weight = 0.0
   if config.gem.get("warmup_capacity") is not None:
     c.model.capacity_max = float(config.gem.warmup_capacity)
     c.model.capacity_steps = int(config.gem.warmup_steps)
@@ -123,6 +130,15 @@ def guided_stages(config) -> tuple[str, ...]:
   return tuple(s.strip() for s in guidance.stages.split(",") if s.strip())
 
 
+def steered_stages(config) -> tuple[str, ...]:
+  """The stages the steering term trains ('warmup', 'gem'); () when it is off
+  (config.gem.steer.weight = 0) or the run is unguided (steering reads the guided latents)."""
+  steer = config.gem.get("steer")
+  if steer is None or not steer.weight or not guided_stages(config):
+    return ()
+  return tuple(s.strip() for s in steer.stages.split(",") if s.strip())
+
+
 def stage4_config(config):
   """The config stage 4 trains with: config.gem.guidance.weight set to stage4_weight where
   that is set (the warm-up keeps weight)."""
@@ -148,6 +164,7 @@ def guide_rows(config, num_scored: int) -> tuple[np.ndarray, np.ndarray]:
 def warmup_values(config) -> dict:
   """The warm-up's recorded settings (with the guidance keys when the warm-up is guided)."""
   keys = WARMUP_KEYS + (WARMUP_GUIDANCE_KEYS if "warmup" in guided_stages(config) else ())
+  keys += STEER_KEYS if "warmup" in steered_stages(config) else ()
   return config_values(warmup_config(config), keys)
 
 

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from experiments.configs import synthetic_gem
 from gem_jax.models import DisGraph
@@ -100,6 +101,7 @@ def test_the_learner_never_adds_an_edge_the_prior_lacks():
   assert a[1, 2] == 0.0 and a[2, 1] == 0.0
 
 
+@pytest.mark.slow
 def test_the_train_step_moves_the_graph_by_its_fit_and_nothing_else(tfds_dir):
   """gem_sparse's graph parameters change over a few real train steps; with the fit's weight
   at 0 their gradient is exactly 0 (the decoder, the KL and the prior read A stopped)."""

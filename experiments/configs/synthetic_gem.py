@@ -38,7 +38,7 @@ BASELINES = ("beta_tcvae", "factor_vae", "dear")
 VARIANTS = ("beta_vae", "gem", "gem_single", "gem_paper", "gem_scm", "gem_relcon",
             "gem_sparse") + BASELINES
 ABLATIONS = ("no_learner", "no_adversarial", "adv_pixel", "vae", "unsupervised", "linear_graph",
-             "no_sparsity", "acyclic", "pc_prior", "ges_prior")
+             "no_sparsity", "acyclic", "pc_prior", "ges_prior", "steer", "no_steer")
 NETWORKS = ("paper_arch",)
 ATTRIBUTES = ("bangs", "bald", "gender", "beard", "blond", "makeup")
 # The default GEM's objective (docs/design.md, "The graph study"): the SCM prior, under which A
@@ -146,6 +146,12 @@ def _base() -> ml_collections.ConfigDict:
   c.gem.guidance.batch_size = 16   # scored images per step (global)
   c.gem.guidance.holdout_fraction = 0.2  # scored images never guided: the alignment's check
   c.gem.guidance.stages = "warmup,gem"   # the stages that are guided
+  # Steering (gem_jax/objectives/steering.py): decoded traversals must read back, through the
+  # encoder as judge, as the codes that were decoded; weight 0 = off.
+  c.gem.steer = ml_collections.ConfigDict()
+  c.gem.steer.weight = 0.0
+  c.gem.steer.stride = 4           # every 4th image of each device's share is steered
+  c.gem.steer.stages = "gem"       # the stages that are steered (warmup, gem)
   c.gem.scorer = ml_collections.ConfigDict()
   c.gem.scorer.backend = "oracle"  # oracle (SIMULATION from labels) | openai | gemini | replay
   c.gem.scorer.model = placeholder(str)
@@ -246,6 +252,9 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
     m.name += "-" + token
   elif token in ("pc_prior", "ges_prior"):  # A_0 from a discovery method's skeleton
     c.gem.prior = token.split("_")[0]
+    m.name += "-" + token
+  elif token in ("steer", "no_steer"):  # the decoder's steering term in stage 4 (weight 10)
+    c.gem.steer.weight = 10.0 if token == "steer" else 0.0
     m.name += "-" + token
   elif token == "unsupervised":    # the paper's fully unsupervised form: no MLLM guidance
     c.gem.guidance.weight = 0.0

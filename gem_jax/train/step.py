@@ -33,6 +33,7 @@ from gem_jax.objectives import LossContext, Objective, StepInputs, losses
 from gem_jax.objectives import from_config as objective_from_config
 from gem_jax.objectives.base import AXIS
 from gem_jax.objectives.guidance import Guidance, GuideInputs
+from gem_jax.objectives.steering import Steering, steering_draws
 from gem_jax.train.state import (
   TrainState,
   make_disc_optimizer,
@@ -52,7 +53,8 @@ class StepConfig:
   (0: off); disc_r1_stride: R1 on every stride-th real pair of each device's share;
   disc_r1_interval: R1 on every interval-th step only, its weight times the interval (lazy R1,
   as StyleGAN2: the schedule is a function of the step, so a resumed run keeps it); guidance:
-  the MLLM-guided term (weight, guided latents) or None (unguided: the paper's form).
+  the MLLM-guided term (weight, guided latents) or None (unguided: the paper's form);
+  steering: the decoder's steering term (`gem_jax.objectives.steering`) or None.
   """
 
   objective: Objective
@@ -62,6 +64,7 @@ class StepConfig:
   disc_r1_stride: int = 1
   disc_r1_interval: int = 1
   guidance: Guidance | None = None
+  steering: Steering | None = None
 
   @classmethod
   def from_config(cls, config, guide_latents: Sequence[int] | None = None) -> "StepConfig":
@@ -72,11 +75,19 @@ class StepConfig:
     if guide_latents is not None:
       guidance = Guidance(weight=float(config.gem.guidance.weight),
                           latents=tuple(int(k) for k in guide_latents))
+    gem = config.get("gem")
+    steer = gem.get("steer") if gem is not None else None
+    steering = None
+    if guide_latents is not None and steer is not None and steer.get("weight"):
+      steering = Steering(weight=float(steer.weight),
+                          latents=tuple(int(k) for k in guide_latents),
+                          stride=int(steer.get("stride", 4)))
     cfg = cls(objective=objective_from_config(config),
               lambda_anchor=mc.lambda_anchor if mc.graph_learner else 0.0,
               anchor_tau=mc.anchor_tau, disc_r1_gamma=float(mc.disc_r1_gamma),
               disc_r1_stride=int(mc.disc_r1_stride),
-              disc_r1_interval=int(mc.get("disc_r1_interval", 1)), guidance=guidance)
+              disc_r1_interval=int(mc.get("disc_r1_interval", 1)), guidance=guidance,
+              steering=steering)
     for key in ("disc_r1_stride", "disc_r1_interval"):
       if getattr(cfg, key) < 1:
         raise ValueError(f"config.model.{key} must be >= 1, got {getattr(cfg, key)}")
@@ -181,6 +192,13 @@ def generator_loss(params, disc_params, state: TrainState, inputs: StepInputs, *
     l_guide = cfg.guidance.loss(params["vae"], vae, inputs.guide)
     total = total + cfg.guidance.weight * l_guide
     metrics["guide"] = l_guide
+  if cfg.steering is not None:
+    attribute, value = steering_draws(jax.random.fold_in(inputs.perm_key, 1),
+                                      _global_index(inputs.x.shape[0]),
+                                      len(cfg.steering.latents))
+    l_steer = cfg.steering.loss(params["vae"], vae, a, out["mu"], attribute, value)
+    total = total + cfg.steering.weight * l_steer
+    metrics["steer"] = l_steer
   if cfg.lambda_anchor:
     l_anchor = anchor_loss(a, state.graph["anchor"])
     total = total + cfg.lambda_anchor * l_anchor
