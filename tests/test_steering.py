@@ -9,9 +9,9 @@ import pytest
 
 from experiments.configs import synthetic_gem
 from gem_jax.models import VAE, relate
+from gem_jax.objectives.base import AXIS
 from gem_jax.objectives.steering import Steering, steering_draws
 from gem_jax.pipeline_settings import steered_stages, warmup_config
-from gem_jax.objectives.base import AXIS
 from gem_jax.train.state import (
   create_train_state,
   make_discriminator,
