@@ -41,7 +41,11 @@ ADDED_STAGE_KEYS = {"model.arch": "burgess", "model.capacity_max": 0.0,
                     "gem.guidance.batch_size": 16, "gem.guidance.holdout_fraction": 0.2,
                     "gem.guidance.stages": "warmup,gem", "gem.prior": "somers_d",
                     "gem.scorer.error_model": "uniform", "gem.steer.weight": 0.0,
-                    "gem.steer.stride": 4, "gem.steer.stages": "gem"}
+                    "gem.steer.stride": 4, "gem.steer.stages": "gem",
+                    "model.graph_learner_kind": "gcn", "model.graph_fit_weight": 1.0,
+                    "model.graph_l1": 0.2, "model.graph_quadratic": True,
+                    "model.graph_acyclic": 0.0, "train.graph_learning_rate": None,
+                    "model.disc_input_pool": 1}
 # Settings that do not change what stage 4 computes (num_steps: a longer run continues it).
 STAGE4_IGNORED = ("data.data_dir", "train.num_steps", "train.log_every", "train.sample_every",
                   "train.checkpoint_every", "train.keep_checkpoints", "train.num_devices")

@@ -45,6 +45,11 @@ MAX_LEVEL = 5
 class TrainedModel:
   """Wraps a VAE module, its parameters and the graph A (adjacency [d, d]).
 
+  `adjacency[i, j]` is the edge from latent i to latent j: row i holds i's out-edges, its
+  parents are column j's nonzero rows, the diagonal is 1 (docs/design.md); every figure of the
+  project draws it that way (rows are parents). `structural_weights` [d, d] are the same
+  convention's structural equations that `intervene` propagates.
+
   `alignment` (a gem_jax.relations.Alignment or None) names the attribute of each latent.
   `scm_weights` [d, d]: a DEAR model's learned SCM prior (None otherwise); its decoder reads z
   itself (adjacency = I) and `sample` draws from that prior.

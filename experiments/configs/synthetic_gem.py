@@ -97,6 +97,7 @@ def _base() -> ml_collections.ConfigDict:
   c.model.relcon_temperature = 0.5  # gem_relcon: soft sign scale, code units
   c.model.disc_width = 32
   c.model.disc_hidden = 256
+  c.model.disc_input_pool = 1      # the joint D reads the image pooled by this (2: half size)
   c.model.disc_r1_gamma = 10.0     # R1 penalty on D's real pairs (0: off; docs/decisions.md)
   c.model.disc_r1_stride = 8       # R1 on every 8th real pair: 1/8 of its cost (decisions.md)
   c.model.disc_r1_interval = 1     # R1 on every k-th step, weight x k (lazy R1; decisions.md)

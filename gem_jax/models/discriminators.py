@@ -35,8 +35,10 @@ def _leaky_relu(x: jax.Array) -> jax.Array:
 class JointDiscriminator(nn.Module):
   """D(x, z): images [B, H, W, 3] in [0, 1] and latents [B, d] -> logits [B].
 
-  Image branch: `num_downsamples` 4x4 stride-2 convolutions of `width` channels (the encoder's
-  shape; default: as many as take H down to 4) and a dense layer of `hidden` units. Latent branch:
+  Image branch: the image average-pooled by `input_pool` (1: full resolution; 2: half, a
+  quarter of the tower's work), then `num_downsamples` 4x4 stride-2 convolutions of `width`
+  channels (the encoder's shape; default: as many as take the pooled side down to 4) and a
+  dense layer of `hidden` units. Latent branch:
   two dense layers of `hidden` units. Joint head: concatenation -> dense `hidden` -> dense 1.
   leaky_relu(0.2) throughout; dropout (rate `dropout_rate`, off by default) after each hidden
   layer when `deterministic=False`, which then needs a 'dropout' RNG.
@@ -47,6 +49,7 @@ class JointDiscriminator(nn.Module):
   hidden: int = 256
   num_downsamples: int | None = None
   dropout_rate: float = 0.0
+  input_pool: int = 1
 
   def _dropout(self, h: jax.Array, deterministic: bool) -> jax.Array:
     if self.dropout_rate <= 0.0:
@@ -57,11 +60,14 @@ class JointDiscriminator(nn.Module):
   def __call__(self, x: jax.Array, z: jax.Array, deterministic: bool = True) -> jax.Array:
     chex.assert_rank(x, 4)
     chex.assert_shape(z, (x.shape[0], self.latent_dim))
+    hx = 2.0 * x - 1.0  # [0, 1] -> [-1, 1]
+    if self.input_pool > 1:
+      window = (self.input_pool, self.input_pool)
+      hx = nn.avg_pool(hx, window, strides=window)
     n = self.num_downsamples
     if n is None:
-      n = num_halvings(x.shape[1])
+      n = num_halvings(hx.shape[1])
 
-    hx = 2.0 * x - 1.0  # [0, 1] -> [-1, 1]
     for _ in range(n):
       hx = _leaky_relu(DownConv(self.width)(hx))
     hx = hx.reshape(hx.shape[0], -1)

@@ -32,8 +32,10 @@ ADDED_KEYS = {
     "model": {"objective": "beta_vae", "disc_r1_gamma": 0.0, "disc_r1_stride": 1,
               "adv_scale": "batch", "lambda_rel": 100.0, "relcon_temperature": 0.5,
               "arch": "burgess", "capacity_max": 0.0, "capacity_steps": 1,
-              "disc_r1_interval": 1},
-    "train": {"disc_adam_b1": None, "disc_adam_b2": None},
+              "disc_r1_interval": 1, "graph_learner_kind": "gcn", "graph_fit_weight": 1.0,
+              "graph_l1": 0.2, "graph_quadratic": True, "graph_acyclic": 0.0,
+              "disc_input_pool": 1},
+    "train": {"disc_adam_b1": None, "disc_adam_b2": None, "graph_learning_rate": None},
     "data": {"label_key": None, "label_max": 5},
     "gem": {"compensate_a0": False, "min_valid_fraction": 0.9, "prior": "somers_d"},
 }

@@ -72,7 +72,8 @@ def make_discriminator(model_config, kind: str | None
                                    width=model_config.disc_width,
                                    hidden=model_config.disc_hidden)
   return JointDiscriminator(width=model_config.disc_width, hidden=model_config.disc_hidden,
-                            latent_dim=model_config.latent_dim)
+                            latent_dim=model_config.latent_dim,
+                            input_pool=int(model_config.get("disc_input_pool", 1)))
 
 
 def _adam(learning_rate, train_config, b1=None, b2=None) -> optax.GradientTransformation:
