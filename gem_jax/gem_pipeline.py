@@ -238,19 +238,19 @@ def _truth_codes(config, model: TrainedModel, names: list[str]) -> tuple:
 
 
 def check_alignment(config, quality: AlignmentQuality) -> tuple[str, ...]:
-  """The attributes below config.gem.min_alignment, logged with the quality table; raises
-  their WeakAlignmentError unless config.gem.accept_weak_alignment (then they are returned,
-  to be recorded)."""
-  quality = dataclasses.replace(quality, min_alignment=float(config.gem.min_alignment), rows=tuple(
-      dataclasses.replace(r, carried=r.score_spearman >= config.gem.min_alignment)
-      for r in quality.rows))
+  """The attributes whose latent does not carry them (`is_carried`: a Spearman with the scores
+  below config.gem.min_alignment, or a runner-up latent that orders the scores better), logged
+  with the quality table; raises their WeakAlignmentError unless
+  config.gem.accept_weak_alignment (then they are returned, to be recorded)."""
+  quality = quality.with_threshold(float(config.gem.min_alignment))
   logging.info("%s", quality.table())
   weak = tuple(r.attribute for r in quality.weak)
   if weak and not config.gem.get("accept_weak_alignment", False):
     raise quality.error(alignment_hints(config))
   if weak:
+    reasons = [f"{r.attribute} ({r.weak_reason(quality.min_alignment)})" for r in quality.weak]
     logging.warning("weak alignment accepted (config.gem.accept_weak_alignment): %s; their "
-                    "labels say so", ", ".join(weak))
+                    "labels say so", "; ".join(reasons))
   return weak
 
 
