@@ -48,6 +48,11 @@ def test_gem_checkpoint_carries_alignment_and_a0(gem_run):
   quality = {r.attribute: r for r in model.alignment_quality().rows}
   saved = json.loads((workdir / "gem" / "alignment_quality.json").read_text())
   assert [r["attribute"] for r in saved["rows"]] == list(alignment.attribute_names)
+  # Steerability on config.gem.steer_images test images, read by the run's score reader.
+  assert saved["steer_on"].startswith(f"score_reader[{config.gem.num_scored_images} scored "
+                                      f"images], {config.gem.steer_images} 'test' images")
+  assert all(0 <= r["steerability"] <= 1 for r in saved["rows"])
+  assert len(list((workdir / "score_reader").iterdir())) == 1
   labels = [f"z{k}: free" for k in range(model.latent_dim)]
   for name, k, sign in zip(alignment.attribute_names, alignment.latent_of_attribute,
                            alignment.signs, strict=True):
