@@ -20,7 +20,7 @@ import gem_jax
 from experiments.configs.table1 import get_config
 from gem_jax.data import load_examples
 from gem_jax.evaluation import TRAVERSAL_IMAGES, make_extractor, reader_steerability
-from gem_jax.pipeline_figures import CANDIDATES, write_traversals
+from gem_jax.pipeline_figures import candidate_faces, write_traversals
 from gem_jax.train import CheckpointError
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Run workdir or its checkpoints/.",
@@ -58,7 +58,7 @@ def main(argv):
   except CheckpointError as e:
     sys.exit(f"error: {e}")
   split = _SPLIT.value or model.config.data.eval_split
-  images = load_examples(model.config.data, split, CANDIDATES)["image"]
+  images = candidate_faces(model.config.data, split)
   quality = _quality(model, images)
   faces, num = images, _NUM_FACES.value
   if _IMAGE_INDEX.value is not None:

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from gem_jax.data import DatasetSpec, get_dataset, load_examples
+from gem_jax.data.pipeline import split_size
 from gem_jax.plots import Panel, save_face_traversals, save_relation_panels
 from gem_jax.relations import AlignmentQuality, traversal_labels
 from gem_jax.trained_model import TrainedModel
 
-__all__ = ["write_figures", "write_traversals", "contrasting_faces", "latent_order_truth",
-           "FACES", "CANDIDATES", "TRAVERSAL_VALUES"]
+__all__ = ["write_figures", "write_traversals", "contrasting_faces", "candidate_faces",
+           "latent_order_truth", "FACES", "CANDIDATES", "TRAVERSAL_VALUES"]
 
 FACES = 4          # faces in the traversal figure
 CANDIDATES = 256   # eval-split images they are chosen from
@@ -49,13 +50,19 @@ def write_traversals(path: str | Path, model: TrainedModel, images: np.ndarray, 
   save_face_traversals(path, grids, TRAVERSAL_VALUES, labels, title, brightness)
 
 
+def candidate_faces(data_config, split: str) -> np.ndarray:
+  """The first CANDIDATES images (at most the split's) of `split`: uint8 [M, H, W, 3]."""
+  num = min(CANDIDATES, split_size(data_config, split))
+  return load_examples(data_config, split, num)["image"]
+
+
 def write_figures(config, model: TrainedModel, out: Path, images: np.ndarray | None = None
                   ) -> None:
   """Traversals of FACES contrasting faces labelled by attribute (from `images`, default the
   first CANDIDATES images of config.data.eval_split); A_0 next to the learned A (and the
   truth)."""
   if images is None:
-    images = load_examples(config.data, config.data.eval_split, CANDIDATES)["image"]
+    images = candidate_faces(config.data, config.data.eval_split)
   write_traversals(out / "traversals.png", model, images,
                    f"{config.model.name} @ {model.step}", min(FACES, len(images)))
   labels = model.latent_labels()
