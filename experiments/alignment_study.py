@@ -7,7 +7,8 @@ Per setting (experiments/configs/alignment_study.py) and seed, GEM's shared stag
 (warm-up, oracle scoring: a SIMULATION, alignment: the Hungarian match, or the latents fixed up
 front when guided), and the warm-up is measured against synthetic_faces' true factors:
   - truth Spearman: per attribute, the Spearman of its latent's mean with the true level on
-    `eval.num_images` test images, signed by the alignment (alignment.json's quality table);
+    1,000 images of `eval.split` (test; `validation` to choose settings, which the stage-3 truth
+    check then reads too), signed by the alignment (alignment.json's quality table);
   - best truth Spearman: the largest |Spearman| of ANY latent with the true level;
   - traversal effect: how many levels (local CNN) the attribute moves when its latent goes
     from -2 to +2 on the first 256 of them;
@@ -53,6 +54,7 @@ def setting_config(study, name: str, seed: int) -> ml_collections.ConfigDict:
   c.data.config = study.data_config
   c.data.data_dir = study.data_dir
   c.gem.accept_weak_alignment = True
+  c.gem.truth_split = study.eval.split  # the truth check reads the study's split
   for key, value in setting_overrides(name).items():
     node = c
     *path, last = key.split(".")

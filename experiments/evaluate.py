@@ -1,5 +1,6 @@
 """Evaluates one trained run: FD/KD, MSE, DCI, MIG, SAP, FactorVAE score, relation recovery,
-traversal effect (aligned models on synthetic_faces).
+the attributes reconstructions keep, and for aligned models the traversal effect and
+steerability.
 
     python -m experiments.evaluate --checkpoint runs/demo/gem
     python -m experiments.evaluate --checkpoint runs/demo/warmup \
@@ -12,6 +13,13 @@ the full digest) gives FID/KID. Otherwise --inception_weights (a Keras Inception
 gives "FD (Keras InceptionV3)", and without either FD/KD use the project's CNN trained on the
 run's data set (trained once into --extractor_dir, then reused): neither is FID/KID, and the
 output says which extractor was used. Prints the metrics as JSON and writes them to --out.
+
+The level reader of steerability and kept attributes (--reader): 'local_cnn' (the extractor's
+attribute heads, on a labelled data set), 'scores' (a CNN trained on the GEM run's scored images
+and scores alone, gem_jax/metrics/score_reader.py, cached in --score_reader_dir, default
+<run>/score_reader), or 'auto': the local CNN where it reads the run's attributes, else the
+score reader where the run has scores. --split validation chooses settings (the last
+config.data.validation_images training images, never scored); test reports.
 """
 import json
 import sys
@@ -22,9 +30,10 @@ from absl import app, flags
 from experiments import cli
 from experiments.configs.table1 import get_config
 from gem_jax.evaluation import evaluate_model, make_extractor
+from gem_jax.metrics.score_reader import run_score_reader
 from gem_jax.relations import Alignment
 from gem_jax.train import CheckpointError
-from gem_jax.trained_model import load
+from gem_jax.trained_model import checkpoint_source, load
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A run's workdir or checkpoints/ folder.",
                                   required=True)
@@ -43,9 +52,28 @@ _EXTRACTOR_DIR = flags.DEFINE_string("extractor_dir", "runs/feature_extractors",
 _EXTRACTOR_STEPS = flags.DEFINE_integer("extractor_steps", 600,
                                        "Training steps of the local CNN (when not cached).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the prior samples and metric subsampling.")
+_READER = flags.DEFINE_enum("reader", "auto", ["auto", "local_cnn", "scores"],
+                           "Level reader of steerability and kept attributes.")
+_READER_DIR = flags.DEFINE_string("score_reader_dir", None,
+                                  "Cache of the score reader (default: <run>/score_reader).")
 _ALIGNMENT = flags.DEFINE_string(
     "alignment", None, "An alignment.json to give the model (e.g. a GEM run's graph/"
     "alignment.json, to measure its warm-up's traversals); default: the run's own.")
+
+
+def _reader(model, extractor):
+  """The level reader --reader asks for (None: the extractor's own heads)."""
+  heads = set(getattr(extractor, "meta", {}).get("attribute_names", ()))
+  names = set(model.alignment.attribute_names) if model.alignment is not None else set()
+  if _READER.value == "local_cnn" or (_READER.value == "auto" and names and names <= heads):
+    return None
+  root = checkpoint_source(_CHECKPOINT.value).parent
+  if not (root / "scores" / "scores.npy").is_file():
+    if _READER.value == "scores":
+      sys.exit(f"error: --reader scores needs a GEM run's scores; {root} holds no "
+               "scores/scores.npy")
+    return None
+  return run_score_reader(model.config.data, root, _READER_DIR.value)
 
 
 def main(argv):
@@ -72,7 +100,9 @@ def main(argv):
   eval_config.extractor_steps = _EXTRACTOR_STEPS.value
   eval_config.extractor_examples = min(eval_config.extractor_examples, 20 * _NUM.value)
   extractor = make_extractor(model.config.data, eval_config, _EXTRACTOR_DIR.value)
-  metrics = evaluate_model(model, model.config, eval_config, extractor, seed=_SEED.value)
+  reader = _reader(model, extractor)
+  metrics = evaluate_model(model, model.config, eval_config, extractor, seed=_SEED.value,
+                           reader=reader)
   result = {"checkpoint": str(_CHECKPOINT.value), "step": model.step,
             "model": model.config.model.name, "settings": eval_config.to_dict(),
             "metrics": metrics}

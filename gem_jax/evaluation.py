@@ -1,9 +1,14 @@
 """Evaluation of one trained model: reconstruction, FD/KD of reconstructions and samples,
 disentanglement against the data set's ground-truth factors, relation recovery against its
-true graph, and for aligned models the traversal effect of each aligned latent (when the feature
-extractor classifies the aligned attributes: the local CNN on synthetic_faces).
+true graph, and, where a level reader reads the attributes, the attributes the reconstructions
+keep and, for aligned models, the traversal effect and steerability of each aligned latent.
 
     metrics = evaluate_model(model, model.config, eval_config, extractor)
+    metrics = evaluate_model(model, model.config, eval_config, extractor, reader=reader)
+
+The level reader is the extractor itself when it classifies the attributes (the local CNN on
+a labelled data set), else `reader` (a GEM run's score reader, gem_jax/metrics/score_reader.py,
+for data without labels); its name goes into the result ('level_reader').
 
 eval_config: split, num_images, num_samples, dci_max_train, kid_subset_size, kid_subsets
 (see experiments/configs/table1.py). extractor: a `gem_jax.metrics.features` extractor; its
@@ -27,7 +32,9 @@ from gem_jax.metrics.intervention import (
   measured_intervention_effects,
   true_intervention_effects,
 )
-from gem_jax.metrics.traversal import traversal_effect
+from gem_jax.metrics.kept_attributes import kept_attributes
+from gem_jax.metrics.steerability import Steerability, steerability
+from gem_jax.metrics.traversal import expected_levels
 from gem_jax.plots import to_uint8
 from gem_jax.relations.alignment import spearman_matrix
 from gem_jax.relations.recovery import graph_metrics, relation_recovery
@@ -48,11 +55,11 @@ def sample_images(model, num: int, seed: int, batch: int = 250) -> np.ndarray:
                          for i in range(0, num, batch)])
 
 
-def image_metrics(model, images: np.ndarray, codes: np.ndarray, eval_config, extractor,
+def image_metrics(model, images: np.ndarray, recon: np.ndarray, eval_config, extractor,
                   seed: int) -> dict:
-  """MSE of the reconstructions decode(codes) of images uint8 [N, H, W, 3] from their
-  posterior means codes [N, d], and FD/KD (under `extractor`) of reconstructions and samples."""
-  recon = batched(model.decode, codes, desc="decode")
+  """MSE of the reconstructions recon float32 [N, H, W, 3] in [0, 1] (decodings of the
+  posterior means) of images uint8 [N, H, W, 3], and FD/KD (under `extractor`) of
+  reconstructions and prior samples."""
   x = images.astype(np.float32) / 255.0
   samples = sample_images(model, eval_config.num_samples, seed)
   real_f = extractor(images)
@@ -163,25 +170,65 @@ TRAVERSAL_IMAGES = 256  # images whose codes are traversed for traversal_metrics
 TRAVERSAL_DELTA = 2.0   # each aligned latent goes from -delta to +delta
 
 
-def traversal_metrics(model, images: np.ndarray, extractor) -> dict:
-  """Traversal effect (gem_jax.metrics.traversal) of each aligned latent on every attribute, in
-  levels (synthetic_faces: 0..5) read by the local CNN's attribute heads: {} unless the model
-  has an alignment and the extractor has a head for each aligned attribute (its
-  meta['attribute_names']; the local CNN of synthetic_faces has one per attribute, CelebA's
-  are unnamed columns).
+def reader_steerability(model, images: np.ndarray, reader) -> Steerability | None:
+  """The steerability (and traversal effect) of the model's aligned latents on images uint8
+  [N, H, W, 3], -TRAVERSAL_DELTA -> +TRAVERSAL_DELTA, read by a level reader's attribute heads
+  (the local CNN, or a run's score reader); None unless the model has an alignment and the
+  reader a head for each aligned attribute (its meta['attribute_names']; CelebA's local CNN
+  has unnamed columns)."""
+  columns = _level_heads(model, reader)
+  if columns is None:
+    return None
+  return steerability(model, images, lambda x: reader.outputs(x, "logits")[:, columns],
+                      delta=TRAVERSAL_DELTA)
+
+
+def traversal_metrics(model, images: np.ndarray, reader) -> dict:
+  """Traversal effect (gem_jax.metrics.traversal) and steerability (gem_jax.metrics.
+  steerability) of each aligned latent, in levels (synthetic_faces: 0..5) as `reader`'s
+  attribute heads read them, from one set of traversals (`reader_steerability`); {} when the
+  reader cannot read the aligned attributes.
 
   images: uint8 [N, H, W, 3]; the first TRAVERSAL_IMAGES are traversed.
   """
-  columns = _level_heads(model, extractor)
-  if columns is None:
+  steer = reader_steerability(model, images[:TRAVERSAL_IMAGES], reader)
+  if steer is None:
     return {}
-  names = list(model.alignment.attribute_names)
-  effect = traversal_effect(model, images[:TRAVERSAL_IMAGES],
-                            lambda x: extractor.outputs(x, "logits")[:, columns],
-                            delta=TRAVERSAL_DELTA)
-  return {"traversal_attributes": names, "traversal_effect": effect.tolist(),
-          "traversal_effect_own": np.diag(effect).tolist(),
-          "traversal_effect_own_min": float(np.diag(effect).min())}
+  own = np.diag(steer.effect)
+  return {"traversal_attributes": list(steer.attributes),
+          "traversal_effect": steer.effect.tolist(), "traversal_effect_own": own.tolist(),
+          "traversal_effect_own_min": float(own.min()), **steer.metrics(),
+          "level_reader": reader.name}
+
+
+def kept_attribute_metrics(model, images: np.ndarray, recon: np.ndarray, examples: dict,
+                           spec: DatasetSpec, reader) -> dict:
+  """Per attribute, the share of images whose reconstruction the level reader reads within one
+  level of what it reads on the image ('recon_keeps_input') and, where the data set knows the
+  true levels, of the true level ('recon_keeps_truth'; 'input_reads_truth': the reader on the
+  images themselves, its ceiling); gem_jax/metrics/kept_attributes.py. The attributes: the
+  model's aligned ones, or for a model without alignment those of the data set the reader has
+  heads for; {} when it has none.
+
+  images: uint8 [N, H, W, 3]; recon: their reconstructions float32 [N, H, W, 3] in [0, 1].
+  """
+  heads = list(getattr(reader, "meta", {}).get("attribute_names", ()))
+  if not hasattr(reader, "outputs") or not heads:
+    return {}
+  names = (list(model.alignment.attribute_names) if model.alignment is not None
+           else [n for n in spec.attribute_names if n in heads])
+  if not names or any(n not in heads for n in names):
+    return {}
+  columns = [heads.index(n) for n in names]
+  read = lambda x: expected_levels(reader.outputs(to_uint8(x), "logits")[:, columns])
+  shares = kept_attributes(read(images), read(recon), spec.true_levels(examples, names))
+  out = {"recon_keeps_attributes": names, "recon_keeps_reader": reader.name,
+         "recon_keeps_input": shares["keeps_input"].tolist(),
+         "recon_keeps_input_min": float(shares["keeps_input"].min())}
+  if "keeps_truth" in shares:
+    out.update(recon_keeps_truth=shares["keeps_truth"].tolist(),
+               input_reads_truth=shares["input_truth"].tolist())
+  return out
 
 
 def _level_heads(model, extractor) -> list[int] | None:
@@ -225,21 +272,28 @@ def intervention_metrics(model, examples: dict, spec: DatasetSpec, extractor,
           "intervention_own_error": errors["own_error"]}
 
 
-def evaluate_model(model, config, eval_config, extractor, seed: int = 0) -> dict:
-  """All metrics of one model on `eval_config.num_images` images of `eval_config.split`."""
+def evaluate_model(model, config, eval_config, extractor, seed: int = 0, reader=None) -> dict:
+  """All metrics of one model on `eval_config.num_images` images of `eval_config.split`
+  (e.g. 'test', or 'validation' to choose settings: `gem_jax.data.load_examples`). reader: the
+  level reader of steerability and kept attributes; default the extractor (the local CNN reads
+  a labelled data set's attributes), e.g. a GEM run's score reader where there are no labels."""
   examples = load_examples(config.data, eval_config.split, eval_config.num_images)
   images = examples["image"]
   logging.info("evaluating %s on %d %s images", config.model.name, len(images),
                eval_config.split)
   codes = batched(lambda x: model.encode(x)[0], images, desc="encode")
-  out = image_metrics(model, images, codes, eval_config, extractor, seed)
+  recon = batched(model.decode, codes, desc="decode")
+  out = image_metrics(model, images, recon, eval_config, extractor, seed)
+  out["split"] = eval_config.split
+  reader = extractor if reader is None else reader
   spec = get_dataset(config.data)
+  out.update(kept_attribute_metrics(model, images, recon, examples, spec, reader))
   factors, names = spec.ground_truth_factors(examples)
   if factors is not None:
     out.update(disentanglement_metrics(codes, factors, names, eval_config, seed))
   out.update(relation_metrics(model, spec))
   out.update(alignment_truth_metrics(model, codes, examples, spec))
-  out.update(traversal_metrics(model, images, extractor))
+  out.update(traversal_metrics(model, images, reader))
   out.update(intervention_metrics(model, examples, spec, extractor, seed))
   return out
 

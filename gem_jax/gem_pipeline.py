@@ -29,15 +29,19 @@ import concurrent.futures
 import dataclasses
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gem_jax.config_checks import validate_config
-from gem_jax.data import get_dataset, load_examples
+from gem_jax.data import VALIDATION, get_dataset, load_examples, validation_rows
 from gem_jax.data.pipeline import split_size
+from gem_jax.data.validation import has_own_validation
+from gem_jax.evaluation import reader_steerability
 from gem_jax.files import atomic_save_npy, atomic_write_json
+from gem_jax.metrics.score_reader import score_reader
 from gem_jax.models import fold_into_decoder
 from gem_jax.models.disgraph import edge_mask, node_mask_from_alignment
 from gem_jax.pipeline_figures import latent_order_truth, write_figures
@@ -46,6 +50,7 @@ from gem_jax.pipeline_settings import (
   GUIDANCE_KEYS,
   REMOTE_BACKENDS,
   STEER_KEYS,
+  alignment_hints,
   array_digest,
   attribute_names,
   graph_values,
@@ -57,6 +62,7 @@ from gem_jax.pipeline_settings import (
   stage4_config,
   stage4_values,
   steered_stages,
+  truth_split,
   warmup_config,
   warmup_id,
   warmup_values,
@@ -224,55 +230,44 @@ def _quality(config, model: TrainedModel, alignment: Alignment, mu: np.ndarray,
                                                      list(alignment.attribute_names)))
 
 
+def _truth_images(config, num: int) -> dict:
+  """The first `num` (at most the split's) examples of `truth_split(config)`; a carved
+  validation split is checked to miss the scored images (`validation_rows`)."""
+  split = truth_split(config)
+  if split == VALIDATION and not has_own_validation(config.data):
+    validation_rows(config.data, config.gem.num_scored_images)
+  return load_examples(config.data, split, min(num, split_size(config.data, split)))
+
+
 def _truth_codes(config, model: TrainedModel, names: list[str]) -> tuple:
-  """(mu [M, d], true levels [M, n], description) of TRUTH_IMAGES images of the eval split
-  where the data set knows its true factors, else (None, None, None)."""
+  """(mu [M, d], true levels [M, n], description) of TRUTH_IMAGES images of the truth split
+  (`truth_split`) where the data set knows its true factors, else (None, None, None)."""
   spec = get_dataset(config.data)
   if not spec.labels_are_factors:
     return None, None, None
-  num = min(TRUTH_IMAGES, split_size(config.data, config.data.eval_split))
-  examples = load_examples(config.data, config.data.eval_split, num)
+  examples = _truth_images(config, TRUTH_IMAGES)
   levels = spec.true_levels(examples, names)
   if levels is None:
     return None, None, None
   return (model.encode(examples["image"])[0], levels,
-          f"true levels of {len(levels)} '{config.data.eval_split}' images")
+          f"true levels of {len(levels)} '{truth_split(config)}' images")
 
 
 def check_alignment(config, quality: AlignmentQuality) -> tuple[str, ...]:
-  """The attributes below config.gem.min_alignment, logged with the quality table; raises
-  their WeakAlignmentError unless config.gem.accept_weak_alignment (then they are returned,
-  to be recorded)."""
-  quality = dataclasses.replace(quality, min_alignment=float(config.gem.min_alignment), rows=tuple(
-      dataclasses.replace(r, carried=r.score_spearman >= config.gem.min_alignment)
-      for r in quality.rows))
+  """The attributes whose latent does not carry them (`is_carried`: a Spearman with the scores
+  below config.gem.min_alignment, or a runner-up latent that orders the scores better), logged
+  with the quality table; raises their WeakAlignmentError unless
+  config.gem.accept_weak_alignment (then they are returned, to be recorded)."""
+  quality = quality.with_threshold(float(config.gem.min_alignment))
   logging.info("%s", quality.table())
   weak = tuple(r.attribute for r in quality.weak)
   if weak and not config.gem.get("accept_weak_alignment", False):
     raise quality.error(alignment_hints(config))
   if weak:
+    reasons = [f"{r.attribute} ({r.weak_reason(quality.min_alignment)})" for r in quality.weak]
     logging.warning("weak alignment accepted (config.gem.accept_weak_alignment): %s; their "
-                    "labels say so", ", ".join(weak))
+                    "labels say so", "; ".join(reasons))
   return weak
-
-
-def alignment_hints(config) -> tuple[str, ...]:
-  """What may carry the attributes better, given what this run did (docs/design.md)."""
-  hints = []
-  if not guided_stages(config):
-    hints.append("MLLM-guided training (--config.gem.guidance.weight=10)")
-  else:
-    hints.append(f"a longer guided warm-up (--config.gem.warmup_steps, now "
-                 f"{config.gem.warmup_steps}) or more scored images "
-                 f"(--config.gem.num_scored_images, now {config.gem.num_scored_images})")
-  if config.model.latent_dim <= len(attribute_names(config)):
-    hints.append("free latents for the nuisance factors (--config.model.latent_dim=10)")
-  beta = config.gem.get("warmup_beta")
-  if (config.model.beta if beta is None else beta) > 1:
-    hints.append("a lower warm-up beta (--config.gem.warmup_beta=0.5)")
-  hints.append("a lower threshold where the scorer is noisy (its errors shrink every "
-               "correlation with its scores: --config.gem.min_alignment)")
-  return tuple(hints)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -392,8 +387,7 @@ def run_gem(config, workdir: str | Path) -> TrainedModel:
     start = run_shared_stages(config, root)
     model = run_stage4(config, start, root / "gem")
     final_alignment_quality(config, model, start, root / "gem")
-    distributed.on_main(lambda: write_figures(config, model, root / "figures",
-                                              start.examples["image"][0]), "the figures")
+    distributed.on_main(lambda: write_figures(config, model, root / "figures"), "the figures")
   return model
 
 
@@ -404,12 +398,36 @@ def final_alignment_quality(config, model: TrainedModel, start: Stage4Start,
   mu = model.encode(start.examples["image"])[0]
   quality = _quality(config, model, model.alignment, mu, start.scores,
                      "warmup" in guided_stages(config))
+  steered = distributed.on_main(lambda: _with_steerability(config, model, start, quality,
+                                                           out.parent), "steerability")
+  quality = steered or quality
   logging.info("after GEM (step %d): %s", model.step, quality.table())
   distributed.on_main(lambda: atomic_write_json(out / "alignment_quality.json",
                                                 quality.to_json()),
                       f"saving the final alignment quality in {out}")
   model.meta = {**(model.meta or {}), "alignment_quality": quality.to_json()}
   return quality
+
+
+def _with_steerability(config, model: TrainedModel, start: Stage4Start,
+                       quality: AlignmentQuality, root: Path) -> AlignmentQuality:
+  """`quality` with each attribute's steerability on config.gem.steerability_images images of the
+  truth split, read by the run's score reader (trained on the scored images and scores alone,
+  cached in root/score_reader; gem_jax/metrics/score_reader.py); `quality` when it is 0."""
+  num = int(config.gem.get("steerability_images") or 0)
+  if not num or start.scores is None:
+    return quality
+  begin = time.perf_counter()
+  reader = score_reader(start.examples["image"], start.scores, attribute_names(config),
+                        root / "score_reader", f"score_reader[{len(start.scores)} scored "
+                        f"images]", steps=int(config.gem.steerability_reader_steps), seed=config.seed)
+  images = _truth_images(config, num)["image"]
+  steer = reader_steerability(model, images, reader)
+  if steer is None:
+    return quality
+  on = (f"{reader.name}, {len(images)} '{truth_split(config)}' images, -2 -> +2, >= 1 level; "
+        f"{time.perf_counter() - begin:.0f} s with the reader")
+  return quality.with_steerability(*steer.by_attribute(), on)
 
 
 def compensated_start(vae_params, a0: np.ndarray):

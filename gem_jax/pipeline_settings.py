@@ -47,8 +47,11 @@ ADDED_STAGE_KEYS = {"model.arch": "burgess", "model.capacity_max": 0.0,
                     "model.graph_acyclic": 0.0, "train.graph_learning_rate": None,
                     "model.disc_input_pool": 1}
 # Settings that do not change what stage 4 computes (num_steps: a longer run continues it).
-STAGE4_IGNORED = ("data.data_dir", "train.num_steps", "train.log_every", "train.sample_every",
-                  "train.checkpoint_every", "train.keep_checkpoints", "train.num_devices")
+# data.validation_images: which images are set aside to choose settings on (training reads the
+# whole split either way).
+STAGE4_IGNORED = ("data.data_dir", "data.validation_images", "train.num_steps",
+                  "train.log_every", "train.sample_every", "train.checkpoint_every",
+                  "train.keep_checkpoints", "train.num_devices")
 
 
 def scoring_values(config) -> dict:
@@ -154,6 +157,13 @@ def stage4_config(config):
   return c
 
 
+def truth_split(config) -> str:
+  """The split whose images check the alignment against the true levels and measure
+  steerability: config.gem.truth_split where set ('validation' while choosing settings), else
+  config.data.eval_split (the reporting split)."""
+  return config.gem.get("truth_split") or config.data.eval_split
+
+
 def guided_latents(config) -> tuple[int, ...]:
   """The latent of each attribute under guidance, fixed up front: latent a for the a-th
   attribute of config.gem.attributes (docs/design.md, "MLLM-guided training")."""
@@ -178,3 +188,22 @@ def warmup_id(config) -> str:
             if k not in ADDED_STAGE_KEYS or v != ADDED_STAGE_KEYS[k]}
   values = json.dumps(values, sort_keys=True)
   return hashlib.sha256(values.encode()).hexdigest()[:16] + f"@{config.gem.warmup_steps}"
+
+
+def alignment_hints(config) -> tuple[str, ...]:
+  """What may carry the attributes better, given what this run did (docs/design.md)."""
+  hints = []
+  if not guided_stages(config):
+    hints.append("MLLM-guided training (--config.gem.guidance.weight=10)")
+  else:
+    hints.append(f"a longer guided warm-up (--config.gem.warmup_steps, now "
+                 f"{config.gem.warmup_steps}) or more scored images "
+                 f"(--config.gem.num_scored_images, now {config.gem.num_scored_images})")
+  if config.model.latent_dim <= len(attribute_names(config)):
+    hints.append("free latents for the nuisance factors (--config.model.latent_dim=10)")
+  beta = config.gem.get("warmup_beta")
+  if (config.model.beta if beta is None else beta) > 1:
+    hints.append("a lower warm-up beta (--config.gem.warmup_beta=0.5)")
+  hints.append("a lower threshold where the scorer is noisy (its errors shrink every "
+               "correlation with its scores: --config.gem.min_alignment)")
+  return tuple(hints)

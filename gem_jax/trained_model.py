@@ -9,7 +9,6 @@ Needs neither the training data nor the config file: everything comes from the c
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -95,8 +94,10 @@ class TrainedModel:
 
   def latent_labels(self) -> list[str]:
     """'z3: bald (-) ρ 0.82' for latents that carry their attribute (ρ: Spearman with the
-    scores), 'z1: gender? (+) weak ρ 0.06' for one below the run's config.gem.min_alignment,
-    'z5: free' for unaligned latents; 'z5' for models without an alignment."""
+    scores; ' steer 0.91' where the run measured its steerability), 'z1: gender? (+) weak ρ
+    0.06' for one below the run's config.gem.min_alignment or whose runner-up orders the
+    scores better, 'z5: free' for unaligned latents; 'z5' for models without an alignment
+    (`gem_jax.relations.labels_with_quality`)."""
     if self.alignment is None:
       return [f"z{k}" for k in range(self.latent_dim)]
     return labels_with_quality(self.alignment, self.alignment_quality())
@@ -114,9 +115,7 @@ class TrainedModel:
     gem = None if self.config is None else self.config.get("gem")
     threshold = float(quality.min_alignment if gem is None
                       else gem.get("min_alignment", quality.min_alignment))
-    rows = tuple(dataclasses.replace(r, carried=r.score_spearman >= threshold)
-                 for r in quality.rows)
-    return dataclasses.replace(quality, rows=rows, min_alignment=threshold)
+    return quality.with_threshold(threshold)
 
   @property
   def latent_dim(self) -> int:

@@ -1,5 +1,6 @@
 """How well each attribute is carried by its latent: the quality table, the labels that say so,
 the pipeline's guard that stops after stage 3, and runs saved before the table existed."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from gem_jax.relations import (
   labels_with_quality,
   quality_from_alignment,
   quality_from_json,
+  traversal_labels,
 )
 
 NAMES = ("bangs", "gender")
@@ -108,6 +110,79 @@ def test_the_hints_follow_what_the_run_did(tokens, want, not_want):
   hints = " ".join(gem_pipeline.alignment_hints(synthetic_gem.get_config(tokens)))
   assert all(w in hints for w in want) and not any(w in hints for w in not_want)
   assert "--config.gem.min_alignment" in hints
+
+
+def _outdone(n=400, seed=0):
+  """bangs fixed on z0, which follows it (Spearman ~0.7), while z1 follows it better (~0.95);
+  gender on z2, clean. The guard must call bangs weak though 0.7 clears the threshold."""
+  rng = np.random.default_rng(seed)
+  scores = rng.integers(0, 6, (n, 2))
+  mu = np.stack([scores[:, 0] + 2.0 * rng.normal(size=n), scores[:, 0] + 0.3 * rng.normal(size=n),
+                 scores[:, 1] + 0.1 * rng.normal(size=n)], axis=1)
+  return fixed_alignment(mu, scores, NAMES, (0, 2)), mu, scores
+
+
+def test_a_latent_outdone_by_its_runner_up_is_weak_above_the_threshold():
+  alignment, mu, scores = _outdone()
+  q = alignment_quality(alignment, mu, scores, 0.3, "all")
+  bangs, gender = q.rows
+  assert 0.5 < bangs.score_spearman < 0.9 and bangs.runner_up_latent == 1
+  assert bangs.margin < 0 and not bangs.carried and gender.carried
+  assert [r.attribute for r in q.weak] == ["bangs"]
+  assert "runner-up z1" in bangs.weak_reason(0.3) and gender.weak_reason(0.3) is None
+  assert "NO (weak: runner-up z1" in q.table()
+  label = labels_with_quality(alignment, q)[0]
+  assert label == (f"z0: bangs? (+) weak ρ {bangs.score_spearman:.2f} < z1 "
+                   f"{bangs.runner_up_spearman:.2f}")
+  assert traversal_labels(alignment, q)[0].startswith("z0: bangs? (+) WEAK\nρ ")
+  assert "bangs (z0" in str(q.error()) and "orders it better" in str(q.error())
+
+
+def test_the_pipeline_guard_stops_on_a_negative_margin_unless_accepted():
+  alignment, mu, scores = _outdone()
+  q = alignment_quality(alignment, mu, scores, 0.3, "all")
+  config = synthetic_gem.get_config("demo")
+  with pytest.raises(WeakAlignmentError, match="1 of 2 attributes well enough: bangs"):
+    gem_pipeline.check_alignment(config, q)
+  # A row whose flag still says carried (as saved before the margin counted) is weak all the
+  # same: the guard reads the scores and margin.
+  stale = dataclasses.replace(q, rows=tuple(dataclasses.replace(r, carried=True)
+                                            for r in q.rows))
+  with pytest.raises(WeakAlignmentError):
+    gem_pipeline.check_alignment(config, stale)
+  assert [r.attribute for r in stale.weak] == ["bangs"]
+  config.gem.accept_weak_alignment = True
+  assert gem_pipeline.check_alignment(config, q) == ("bangs",)
+  # The run's threshold decides, not the one the table was made with.
+  strict = alignment_quality(alignment, mu, scores, 0.99, "all")
+  assert len(strict.weak) == 2 and gem_pipeline.check_alignment(config, strict) == ("bangs",)
+
+
+def test_a_table_saved_before_the_margin_counted_loads_and_is_judged_by_it():
+  alignment, mu, scores = _outdone()
+  saved = alignment_quality(alignment, mu, scores, 0.3, "all", mu, scores, "truth").to_json()
+  del saved["steer_on"]
+  for row in saved["rows"]:  # the old rule and the old fields
+    row["carried"] = row["score_spearman"] >= 0.3
+    for key in ("steerability", "steer_off_attribute", "steer_off_change"):
+      del row[key]
+  q = quality_from_json(saved)
+  assert [r.carried for r in q.rows] == [False, True] and q.steer_on is None
+  assert q.rows[0].steerability is None and q.rows[0].truth_spearman is not None
+
+
+def test_steerability_goes_into_the_table_labels_and_json():
+  mu, scores = _data()
+  alignment = align_latents(mu, scores, NAMES)
+  q = alignment_quality(alignment, mu, scores, 0.4, "all", mu, scores, "truth")
+  q = q.with_steerability({"bangs": 0.9, "gender": 0.25},
+                          {"bangs": ("gender", -0.5), "gender": ("bangs", 0.1)}, "reader X")
+  assert labels_with_quality(alignment, q)[0] == (f"z0: bangs (-) ρ "
+                                                  f"{q.rows[0].score_spearman:.2f} steer 0.90")
+  assert traversal_labels(alignment, q)[0] == (f"z0: bangs (-)\ntrue ρ "
+                                               f"{q.rows[0].truth_spearman:.2f} steer 0.90")
+  assert " 0.90  yes" in q.table() and "steer: reader X" in q.table()
+  assert quality_from_json(json.loads(json.dumps(q.to_json()))) == q
 
 
 def test_an_alignment_saved_without_a_table_still_gives_one():

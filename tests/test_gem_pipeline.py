@@ -48,15 +48,23 @@ def test_gem_checkpoint_carries_alignment_and_a0(gem_run):
   quality = {r.attribute: r for r in model.alignment_quality().rows}
   saved = json.loads((workdir / "gem" / "alignment_quality.json").read_text())
   assert [r["attribute"] for r in saved["rows"]] == list(alignment.attribute_names)
+  # Steerability on config.gem.steerability_images test images, read by the run's score reader.
+  assert saved["steer_on"].startswith(f"score_reader[{config.gem.num_scored_images} scored "
+                                      f"images], {config.gem.steerability_images} 'test' images")
+  assert all(0 <= r["steerability"] <= 1 for r in saved["rows"])
+  assert len(list((workdir / "score_reader").iterdir())) == 1
   labels = [f"z{k}: free" for k in range(model.latent_dim)]
   for name, k, sign in zip(alignment.attribute_names, alignment.latent_of_attribute,
                            alignment.signs, strict=True):
     r = quality[name]
     assert r.latent == k
-    assert r.carried == (r.score_spearman >= config.gem.min_alignment)
+    assert r.carried == (r.score_spearman >= config.gem.min_alignment and r.margin >= 0)
     mark, weak = ("", "") if r.carried else ("?", "weak ")
+    runner = (f" < z{r.runner_up_latent} {r.runner_up_spearman:.2f}"
+              if not r.carried and r.score_spearman >= config.gem.min_alignment else "")
+    steer = "" if r.steerability is None else f" steer {r.steerability:.2f}"
     labels[k] = (f"z{k}: {name}{mark} ({'+' if sign > 0 else '-'}) "
-                 f"{weak}ρ {r.score_spearman:.2f}")
+                 f"{weak}ρ {r.score_spearman:.2f}{runner}{steer}")
   assert model.latent_labels() == labels
   assert sorted(alignment.latent_of_attribute) == list(range(6))  # 6 attributes on 6 latents
   np.testing.assert_array_equal(np.diag(model.adjacency), 1.0)

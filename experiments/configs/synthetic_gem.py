@@ -67,6 +67,9 @@ def _base() -> ml_collections.ConfigDict:
   c.data.data_dir = placeholder(str)  # unset: $TFDS_DATA_DIR or ~/tensorflow_datasets
   c.data.split = "train"
   c.data.eval_split = "test"
+  # 'validation' (gem_jax/data/validation.py): the last images of the training split, never
+  # scored or guided, to choose settings on; the test split only reports (docs/decisions.md).
+  c.data.validation_images = 1_000
   c.data.shuffle_buffer = 10_000
 
   c.model = ml_collections.ConfigDict()
@@ -139,6 +142,14 @@ def _base() -> ml_collections.ConfigDict:
   # guided), unless accept_weak_alignment (then recorded in the stage records).
   c.gem.min_alignment = 0.3
   c.gem.accept_weak_alignment = False
+  # The split the alignment's truth check and steerability read (unset: data.eval_split, which
+  # reports); 'validation' while choosing settings.
+  c.gem.truth_split = placeholder(str)
+  # Steerability of the trained GEM (gem/alignment_quality.json, the figures' labels): this
+  # many images of the truth split, read by a CNN trained on the scored images and scores
+  # alone (gem_jax/metrics/score_reader.py, cached in <workdir>/score_reader); 0: off.
+  c.gem.steerability_images = 256
+  c.gem.steerability_reader_steps = 600
   # MLLM-guided training (gem_jax/objectives/guidance.py): the scores supervise the latents
   # that carry the attributes; weight 0 = the paper's fully unsupervised form.
   c.gem.guidance = ml_collections.ConfigDict()
@@ -315,6 +326,9 @@ def _apply_preset(c: ml_collections.ConfigDict, token: str) -> None:
     c.gem.warmup_batch_size = 8
     c.gem.warmup_learning_rate = 1e-3
     c.gem.num_scored_images = 64
+    c.data.validation_images = 128  # of the tiny config's 512 training images
+    c.gem.steerability_images = 8
+    c.gem.steerability_reader_steps = 2
     c.gem.guidance.batch_size = 8
     c.gem.accept_weak_alignment = True  # seconds of training align nothing; tests of the guard
                                         # set it back to False

@@ -8,6 +8,8 @@ also reads the rendered `pendulum`) are registered when a data set's builder is 
 from gem_jax.data.errors import DataConfigError, DataNotFoundError, LabelsError
 from gem_jax.data.pipeline import load_examples, make_train_iterator
 from gem_jax.data.registry import DATASETS, DatasetSpec, DataSurvey, get_builder, get_dataset
+from gem_jax.data.validation import VALIDATION, validation_rows
 
 __all__ = ["DATASETS", "DataConfigError", "DataNotFoundError", "DataSurvey", "DatasetSpec",
-           "LabelsError", "get_builder", "get_dataset", "load_examples", "make_train_iterator"]
+           "LabelsError", "VALIDATION", "get_builder", "get_dataset", "load_examples",
+           "make_train_iterator", "validation_rows"]

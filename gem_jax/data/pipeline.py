@@ -19,6 +19,7 @@ import numpy as np
 from gem_jax.data.data_dir import default_data_dir  # noqa: F401 (re-exported)
 from gem_jax.data.registry import get_builder
 from gem_jax.data.tf_cpu import tensorflow, tensorflow_datasets
+from gem_jax.data.validation import carved_size, split_spec
 
 
 def _check_image_spec(builder, image_size: int) -> None:
@@ -39,8 +40,14 @@ def _check_label_key(builder, label_key: str) -> None:
 
 
 def split_size(data_config, split: str | None = None) -> int:
-  """Examples in a split of config.data (default: config.data.split), over all processes."""
-  return int(get_builder(data_config).info.splits[split or data_config.split].num_examples)
+  """Examples in a split of config.data (default: config.data.split), over all processes;
+  'validation' is carved from the training split where the data set has none
+  (gem_jax/data/validation.py)."""
+  split = split or data_config.split
+  carved = carved_size(data_config, split)
+  if carved is not None:
+    return carved
+  return int(get_builder(data_config).info.splits[split].num_examples)
 
 
 def make_train_iterator(data_config, *, global_batch: int, num_devices: int, seed: int,
@@ -95,8 +102,10 @@ def make_train_iterator(data_config, *, global_batch: int, num_devices: int, see
 
 def load_examples(data_config, split: str, num_examples: int | None = None) -> dict:
   """The first `num_examples` of a split as numpy arrays (images uint8 [N, H, W, 3] and
-  whatever labels the data set has, e.g. attributes int32 [N, n])."""
+  whatever labels the data set has, e.g. attributes int32 [N, n]). 'validation' is the data
+  set's own split, or the last config.data.validation_images of the training split
+  (gem_jax/data/validation.py)."""
   builder = get_builder(data_config)
-  spec = split if num_examples is None else f"{split}[:{num_examples}]"
+  spec = split_spec(data_config, split, num_examples)
   ds = builder.as_dataset(split=spec, shuffle_files=False, batch_size=-1)
   return {k: np.asarray(v) for k, v in tensorflow_datasets().as_numpy(ds).items()}

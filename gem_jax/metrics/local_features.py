@@ -168,7 +168,7 @@ def _load(data_config, split: str, num_examples: int) -> dict:
   return load_examples(data_config, split, min(num_examples, size))
 
 
-def _batches(n: int, batch_size: int, seed: int):
+def index_batches(n: int, batch_size: int, seed: int):
   """Endless index batches [batch_size]: a fresh permutation of range(n) per epoch."""
   rng = np.random.default_rng(seed)
   while True:
@@ -228,7 +228,7 @@ def train_local_extractor(data_config, out_dir: str | Path, *,
     return optax.apply_updates(params, updates), opt_state, ce, mse
 
   batch = min(batch_size, len(images))
-  order = _batches(len(images), batch, seed)
+  order = index_batches(len(images), batch, seed)
   bar = tqdm(range(steps), desc="local_cnn", unit="step", leave=False, mininterval=2.0)
   for step in bar:
     idx = next(order)
@@ -250,7 +250,7 @@ def train_local_extractor(data_config, out_dir: str | Path, *,
   meta["feature_scale"] = float(1.0 / max(np.sqrt(np.mean(np.square(raw, dtype=np.float64))),
                                           1e-12))
   meta["held_out"] = _evaluate(extractor, data_config, num_eval_examples)
-  _save_atomic(out_dir, params, meta)
+  save_atomic(out_dir, params, meta)
   return extractor
 
 
@@ -281,7 +281,7 @@ def _config_dict(data_config) -> dict:
   return json.loads(json.dumps(d, default=str))
 
 
-def _save_atomic(out_dir: Path, params, meta: dict) -> None:
+def save_atomic(out_dir: Path, params, meta: dict) -> None:
   """Writes params.npz + meta.json into a temp sibling folder, then renames it to out_dir."""
   out_dir.parent.mkdir(parents=True, exist_ok=True)
   tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))

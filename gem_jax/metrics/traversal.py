@@ -26,10 +26,12 @@ def expected_levels(logits: np.ndarray) -> np.ndarray:
   return p @ np.arange(logits.shape[-1], dtype=np.float64)
 
 
-def traversal_effect(model, images: np.ndarray, level_logits: Callable[[np.ndarray], np.ndarray],
-                     delta: float = 2.0) -> np.ndarray:
-  """effect [n, k]: row a = mean change of the k classified levels when the latent aligned to
-  the model's attribute a moves from -delta to +delta (in latent units, along its sign).
+def traversal_changes(model, images: np.ndarray,
+                      level_logits: Callable[[np.ndarray], np.ndarray],
+                      delta: float = 2.0) -> np.ndarray:
+  """changes [n, N, k]: changes[a, i] = the k classified levels of image i's decoding at
+  +delta minus those at -delta, when the latent aligned to the model's attribute a moves
+  (in latent units, along its sign) and the other latents stay as encoded.
 
   model: a TrainedModel with an alignment. images: uint8 [N, H, W, 3]. level_logits: uint8
   images [N, H, W, 3] -> logits [N, k, L] over levels 0..L-1.
@@ -46,5 +48,17 @@ def traversal_effect(model, images: np.ndarray, level_logits: Callable[[np.ndarr
       z = mu.copy()
       z[:, k] = sign * value
       levels.append(expected_levels(level_logits(to_uint8(model.decode(z)))))
-    rows.append((levels[1] - levels[0]).mean(axis=0))
+    rows.append(levels[1] - levels[0])
   return np.stack(rows)
+
+
+def traversal_effect(model, images: np.ndarray, level_logits: Callable[[np.ndarray], np.ndarray],
+                     delta: float = 2.0) -> np.ndarray:
+  """effect [n, k]: row a = mean change of the k classified levels when the latent aligned to
+  the model's attribute a moves from -delta to +delta (in latent units, along its sign): the
+  image mean of `traversal_changes`.
+
+  model: a TrainedModel with an alignment. images: uint8 [N, H, W, 3]. level_logits: uint8
+  images [N, H, W, 3] -> logits [N, k, L] over levels 0..L-1.
+  """
+  return traversal_changes(model, images, level_logits, delta).mean(axis=1)

@@ -58,3 +58,46 @@ def save_traversal_figure(path: str | Path, traversals: np.ndarray, values: Sequ
   Path(path).parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def save_face_traversals(path: str | Path, traversals: np.ndarray, values: Sequence[float],
+                         row_labels: Sequence[str], title: str = "",
+                         face_labels: Sequence[str] | None = None) -> None:
+  """Traversals of several faces side by side, one labelled row per latent.
+
+  traversals: [faces, rows, len(values), H, W, 3] (float in [0, 1] or uint8); each face is a
+  block of len(values) columns with a gap between blocks, headed by face_labels[f] (default
+  'face f'); row_labels[r] may hold a line break; values label the bottom row's columns.
+  """
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  faces, rows, cols = traversals.shape[:3]
+  face_labels = face_labels or [f"face {f + 1}" for f in range(faces)]
+  ratios = ([1.0] * cols + [0.25]) * faces
+  cell, left, top, bottom = 0.75, 1.6, 0.95, 0.35  # inches
+  width = cell * (cols + 0.25) * faces + left
+  height = (cell + 0.05) * rows + top + bottom
+  fig, axes = plt.subplots(rows, len(ratios) - 1, squeeze=False, figsize=(width, height),
+                           gridspec_kw=dict(width_ratios=ratios[:-1], wspace=0.04,
+                                            hspace=0.06))
+  fig.subplots_adjust(left=left / width, right=1 - 0.05 / width, top=1 - top / height,
+                      bottom=bottom / height)
+  for r in range(rows):
+    for f in range(faces):
+      for c in range(cols):
+        ax = axes[r, f * (cols + 1) + c]
+        ax.imshow(to_uint8(traversals[f, r, c]))
+        ax.set_xticks([]), ax.set_yticks([])
+        if r == rows - 1:
+          ax.set_xlabel(f"{values[c]:+.1f}", fontsize=7)
+        if r == 0 and c == cols // 2:
+          ax.set_title(face_labels[f], fontsize=8)
+      if f < faces - 1:
+        axes[r, f * (cols + 1) + cols].axis("off")
+    axes[r, 0].set_ylabel(row_labels[r], fontsize=7.5, rotation=0, ha="right", va="center")
+  if title:
+    fig.suptitle(title, fontsize=9, y=1 - 0.08 / height, va="top")
+  Path(path).parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

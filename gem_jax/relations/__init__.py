@@ -27,9 +27,11 @@ from gem_jax.relations.alignment_quality import (
     AlignmentQuality,
     WeakAlignmentError,
     alignment_quality,
+    is_carried,
     labels_with_quality,
     quality_from_alignment,
     quality_from_json,
+    traversal_labels,
 )
 from gem_jax.relations.recovery import (
     EDGE_THRESHOLD,
@@ -53,6 +55,7 @@ __all__ = [
     "WeakAlignmentError",
     "alignment_quality",
     "fixed_alignment",
+    "is_carried",
     "labels_with_quality",
     "quality_from_alignment",
     "quality_from_json",
@@ -68,4 +71,5 @@ __all__ = [
     "somers_d_bootstrap",
     "somers_d_from_tables",
     "spearman_matrix",
+    "traversal_labels",
 ]
