@@ -411,7 +411,8 @@ def final_alignment_quality(config, model: TrainedModel, start: Stage4Start,
 
 def _with_steerability(config, model: TrainedModel, start: Stage4Start,
                        quality: AlignmentQuality, root: Path) -> AlignmentQuality:
-  """`quality` with each attribute's steerability on config.gem.steerability_images images of the
+  """`quality` with each attribute's steerability on config.gem.steerability_images images of
+  the
   truth split, read by the run's score reader (trained on the scored images and scores alone,
   cached in root/score_reader; gem_jax/metrics/score_reader.py); `quality` when it is 0."""
   num = int(config.gem.get("steerability_images") or 0)
@@ -420,7 +421,8 @@ def _with_steerability(config, model: TrainedModel, start: Stage4Start,
   begin = time.perf_counter()
   reader = score_reader(start.examples["image"], start.scores, attribute_names(config),
                         root / "score_reader", f"score_reader[{len(start.scores)} scored "
-                        f"images]", steps=int(config.gem.steerability_reader_steps), seed=config.seed)
+                        f"images]", steps=int(config.gem.steerability_reader_steps),
+                        seed=config.seed)
   images = _truth_images(config, num)["image"]
   steer = reader_steerability(model, images, reader)
   if steer is None:
