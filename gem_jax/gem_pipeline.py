@@ -412,9 +412,9 @@ def final_alignment_quality(config, model: TrainedModel, start: Stage4Start,
 def _with_steerability(config, model: TrainedModel, start: Stage4Start,
                        quality: AlignmentQuality, root: Path) -> AlignmentQuality:
   """`quality` with each attribute's steerability on config.gem.steerability_images images of
-  the
-  truth split, read by the run's score reader (trained on the scored images and scores alone,
-  cached in root/score_reader; gem_jax/metrics/score_reader.py); `quality` when it is 0."""
+  the truth split, read by the run's score reader (trained on the scored images and scores
+  alone, cached in root/score_reader; gem_jax/metrics/score_reader.py); `quality` when it is
+  0."""
   num = int(config.gem.get("steerability_images") or 0)
   if not num or start.scores is None:
     return quality
