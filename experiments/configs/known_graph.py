@@ -23,6 +23,19 @@ from ml_collections.config_dict import placeholder
 PRESETS = ("default", "quick", "tiny")
 
 
+def eval_config() -> ml_collections.ConfigDict:
+  """What the known-graph report reads: the split, the images intervened on, and the local
+  CNN that reads their levels (or the FID keys of `gem_jax.evaluation.make_extractor`)."""
+  e = ml_collections.ConfigDict()
+  e.split = "test"
+  e.intervention_images = 256
+  e.extractor_steps = 600
+  e.extractor_examples = 20_000
+  e.fid_weights = placeholder(str)
+  e.inception_weights = placeholder(str)
+  return e
+
+
 def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   preset = arg or "default"
   if preset not in PRESETS:
@@ -41,13 +54,7 @@ def get_config(arg: str = "default") -> ml_collections.ConfigDict:
   c.scorer_accuracy = 0.884        # the oracle's mean exact-level accuracy (paper: GPT-4o's)
   c.error_model = "uniform"        # uniform | adjacent | calibrated | realistic (docs/scorers.md)
 
-  c.eval = ml_collections.ConfigDict()
-  c.eval.split = "test"
-  c.eval.intervention_images = 256
-  c.eval.extractor_steps = 600
-  c.eval.extractor_examples = 20_000
-  c.eval.fid_weights = placeholder(str)
-  c.eval.inception_weights = placeholder(str)
+  c.eval = eval_config()
 
   if preset == "quick":
     c.warmup_steps = 1_500

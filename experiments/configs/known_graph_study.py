@@ -15,6 +15,8 @@ Presets: 'small' (default; the CPU study), 'tiny' (seconds; tests).
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from experiments.configs import known_graph
+
 PRESETS = ("small", "tiny")
 
 
@@ -41,13 +43,7 @@ def get_config(arg: str = "small") -> ml_collections.ConfigDict:
   c.num_scored_images = 1_500
   c.results = "docs/results/known_graph_study.json"  # relative to the current directory
 
-  c.eval = ml_collections.ConfigDict()
-  c.eval.split = "test"
-  c.eval.intervention_images = 256
-  c.eval.extractor_steps = 600
-  c.eval.extractor_examples = 20_000
-  c.eval.fid_weights = placeholder(str)
-  c.eval.inception_weights = placeholder(str)
+  c.eval = known_graph.eval_config()
 
   if preset == "tiny":
     c.datasets = "pendulum"
