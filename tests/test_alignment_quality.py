@@ -227,3 +227,25 @@ def test_only_data_sets_that_know_their_factors_report_true_levels():
     faces.true_levels({"attributes": levels}, ["smile"])
   # CelebA's labels are annotations, not the factors: score correlations only.
   assert get_dataset("celeba").true_levels({"gem_labels": np.ones((3, 6))}, ["bald"]) is None
+
+
+def test_the_runner_up_is_searched_over_every_latent():
+  """Three latents, one attribute: the runner-up is the last latent (beyond the attribute
+  count); with a single latent there is none."""
+  corr = np.array([[0.8], [0.1], [-0.5]])
+  q = quality_from_alignment(Alignment(("a",), (0,), (1.0,), corr))
+  [row] = q.rows
+  assert (row.runner_up_latent, row.runner_up_spearman, row.margin) == (2, 0.5,
+                                                                       pytest.approx(0.3))
+  assert q.min_alignment == 0.0 and row.carried   # the default threshold
+  assert quality_from_alignment(Alignment(("a",), (0,), (-1.0,), corr), 0.5).min_alignment == 0.5
+  [alone] = quality_from_alignment(Alignment(("a",), (0,), (-1.0,), np.array([[-0.8]]))).rows
+  assert (alone.runner_up_latent, alone.runner_up_spearman, alone.margin) == (None, 0.0, 0.8)
+  at = quality_from_alignment(Alignment(("a",), (0,), (1.0,), corr), 0.8)
+  assert at.rows[0].carried   # score_spearman == min_alignment is carried
+  assert not quality_from_alignment(Alignment(("a",), (0,), (1.0,), corr), 0.81).rows[0].carried
+
+
+def test_labels_without_a_quality_table_are_the_alignments():
+  alignment = Alignment(("a",), (1,), (-1.0,), np.zeros((2, 1)))
+  assert labels_with_quality(alignment, None) == ["z0: free", "z1: a (-)"]

@@ -276,3 +276,35 @@ def test_find_prior_passes_alpha_and_seed_records_them_and_times_the_method(monk
   assert calls.pop() == ("pc", 0.05, 0)
   prior_matrix(scores, "pc", s, alpha=0.2, seed=5)
   assert calls.pop() == ("pc", 0.2, 5)
+
+
+def test_bad_scores_are_named():
+  with pytest.raises(ValueError, match=r"^scores must be \[N, n\] with n >= 2 attributes, got "
+                     r"shape \(5,\)$"):
+    discover(np.zeros(5, int), "pc")
+  with pytest.raises(ValueError, match=r"got shape \(5, 1\)$"):
+    discover(np.zeros((5, 1), int), "pc")
+  with pytest.raises(TypeError, match=r"^scores must be an integer array \(-1 = missing\), got "
+                     r"dtype float64$"):
+    discover(np.zeros((5, 2)), "pc")
+  for value, low, high in ((-2, -2, 5), (6, 0, 6)):
+    scores = collider(200)
+    scores[0, 0] = value
+    with pytest.raises(ValueError, match=(r"^scores must lie in 0..5 or be -1 \(missing\); found "
+                                          rf"values in \[{low}, {high}\]$")):
+      discover(scores, "pc")
+
+
+def test_two_attributes_and_exactly_the_fewest_complete_rows_are_enough(caplog):
+  scores = chain(MIN_COMPLETE_ROWS)[:, :2]   # X -> Y, one undirected edge for PC
+  np.testing.assert_array_equal(discover(scores, "pc"), [[0, 1], [1, 0]])
+  holed = np.concatenate([scores, [[-1, 2]]])
+  with caplog.at_level(logging.INFO):
+    discover(holed, "pc")
+  assert "pc: dropped 1 of 101 rows with a missing answer" in caplog.messages
+
+
+def test_the_defaults_alpha_and_seed():
+  scores = collider(300)
+  np.testing.assert_array_equal(discover(scores, "pc"), discover(scores, "pc", alpha=0.05))
+  assert not np.array_equal(discover(scores, "pc", alpha=1e-300), discover(scores, "pc"))
