@@ -486,3 +486,45 @@ def test_orientation_and_spearman_edge_cases():
 def test_alignment_repr_lists_every_latent():
   alignment = Alignment(("a", "b"), (2, 0), (1.0, -1.0), np.zeros((3, 2)))
   assert repr(alignment) == "Alignment(z0: b (-), z1: free, z2: a (+))"
+
+
+def test_the_range_of_device_arrays_is_checked_after_the_jitted_call():
+  """A concrete jax.Array is range-checked from the min/max computed inside the jitted call."""
+  bad = jnp.array([[0, 7], [-1, 2]])
+  message = r"^scores must lie in 0..5 or be -1 \(missing\); found values in \[-1, 7\]$"
+  for call in (lambda: contingency_tables(bad), lambda: somers_d(bad),
+               lambda: somers_d_bootstrap(bad, jax.random.PRNGKey(0), num_resamples=2)):
+    with pytest.raises(ValueError, match=message):
+      call()
+  with pytest.raises(ValueError, match=r"found values in \[-2, 1\]$"):
+    contingency_tables(jnp.array([[0, -2], [1, 1]]))
+  with pytest.raises(ValueError, match=r"^scores must lie in 0..5 .* found values in \[0, 6\]$"):
+    somers_d_bootstrap(np.array([[0, 6], [1, 2]]), jax.random.PRNGKey(0))   # default L = 6
+  assert contingency_tables(np.array([[0, 1], [1, 2]])).shape == (2, 2, 6, 6)
+
+
+def test_weights_of_the_wrong_length_are_named():
+  with pytest.raises(ValueError, match=r"^weights must have shape \[N\] = \(5,\), got \(4,\)$"):
+    contingency_tables(np.zeros((5, 2), int), weights=np.ones(4))
+
+
+def test_bootstrap_arguments_at_their_edges():
+  scores = np.random.default_rng(3).integers(0, 6, size=(40, 3))
+  key = jax.random.PRNGKey(1)
+  point, lower, upper = somers_d_bootstrap(scores, key, num_resamples=1, batch_size=1)
+  np.testing.assert_array_equal(lower, upper)   # one resample: both quantiles are it
+  default = somers_d_bootstrap(scores, key)
+  for a, b in zip(default, somers_d_bootstrap(scores, key, num_resamples=200), strict=True):
+    np.testing.assert_array_equal(a, b)   # the default is 200 resamples
+  for confidence in (0.0, 1.0):
+    with pytest.raises(ValueError, match=rf"^confidence must be in \(0, 1\), got {confidence}$"):
+      somers_d_bootstrap(scores, key, confidence=confidence)
+  for batch_size in (0, 1.5):
+    with pytest.raises(ValueError, match=rf"^batch_size must be None or a positive integer, got "
+                       rf"{batch_size}$"):
+      somers_d_bootstrap(scores, key, batch_size=batch_size)
+
+
+def test_graph_metrics_counts_pairs_as_integers():
+  m = graph_metrics(TRUE_GRAPH + np.eye(6), TRUE_GRAPH)
+  assert type(m["num_pairs"]) is int and m["num_pairs"] == 15
