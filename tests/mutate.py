@@ -5,6 +5,7 @@ tests (docs/mutation.md). Not part of CI: a full pass takes hours on two CPU cor
   python tests/mutate.py relations metrics    # some of them
   python tests/mutate.py train --only 'gem_jax/train/state.py' --only 'gem_jax/train/step.py'
   python tests/mutate.py --table              # the counts of the last runs, as in docs/mutation.md
+  python tests/mutate.py relations --again    # after adding tests: the survivors once more
 
 mutmut reads one configuration per working directory, so each package runs in
 build/mutate/<package>/: links to gem_jax/, experiments/, tests/ and setup.cfg (pytest's
@@ -63,25 +64,40 @@ def prepare(package: str, only: list[str]) -> Path:
   return work
 
 
-def run(package: str, only: list[str], max_children: int) -> int:
+def run(package: str, only: list[str], max_children: int, again: bool = False) -> int:
+  """mutmut run in build/mutate/<package>/; again: only the mutants that survived or that no
+  test reached last time (after tests were added: mutmut keeps every other result)."""
   work = prepare(package, only)
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(WORK / "jax_cache"),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PLATFORMS="cpu")
-  print(f"== mutmut: {package} ({work})", flush=True)
+  names = sorted(survivors(package)) if again else []
+  if again and not names:
+    print(f"== mutmut: {package}: no survivor to run again", flush=True)
+    return 0
+  print(f"== mutmut: {package} ({work}){f': {len(names)} mutants again' if again else ''}",
+        flush=True)
   return subprocess.call([sys.executable, "-m", "mutmut", "run",
-                          f"--max-children={max_children}"], cwd=work, env=env)
+                          f"--max-children={max_children}", *names], cwd=work, env=env)
+
+
+def _results(package: str):
+  """(source file, mutant name, mutmut's status) of every mutant of the last run."""
+  from mutmut.stats import status_by_exit_code  # a dev tool: not in requirements.txt
+  for meta in sorted((WORK / package / "mutants").rglob("*.py.meta")):
+    name = str(meta.relative_to(WORK / package / "mutants"))[:-len(".meta")]
+    for mutant, code in json.loads(meta.read_text()).get("exit_code_by_key", {}).items():
+      yield name, mutant, "not checked" if code is None else status_by_exit_code[code]
+
+
+def survivors(package: str) -> list[str]:
+  return [m for _, m, status in _results(package) if status in ("survived", "no tests")]
 
 
 def counts(package: str) -> dict[str, collections.Counter]:
   """{source file: Counter of table columns} from mutmut's result files of `package`."""
-  from mutmut.stats import status_by_exit_code  # a dev tool: not in requirements.txt
   out = collections.defaultdict(collections.Counter)
-  for meta in sorted((WORK / package / "mutants").rglob("*.py.meta")):
-    data = json.loads(meta.read_text())
-    name = str(meta.relative_to(WORK / package / "mutants"))[:-len(".meta")]
-    for code in data.get("exit_code_by_key", {}).values():
-      status = "not checked" if code is None else status_by_exit_code[code]
-      out[name][COLUMNS.get(status, status)] += 1
+  for name, _, status in _results(package):
+    out[name][COLUMNS.get(status, status)] += 1
   return out
 
 
@@ -112,6 +128,8 @@ def main() -> int:
                       help="mutate these files only (globs, e.g. gem_jax/train/state.py)")
   parser.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
   parser.add_argument("--table", action="store_true", help="only print the counts")
+  parser.add_argument("--again", action="store_true",
+                      help="run only the mutants that survived or had no test last time")
   args = parser.parse_args()
   packages = args.packages or list(tests)
   unknown = sorted(set(packages) - set(tests))
@@ -119,7 +137,7 @@ def main() -> int:
     parser.error(f"unknown packages {unknown}; known: {', '.join(tests)}")
   if not args.table:
     for package in packages:
-      rc = run(package, args.only, args.max_children)
+      rc = run(package, args.only, args.max_children, args.again)
       if rc:
         return rc
   print(table(packages))

@@ -528,3 +528,23 @@ def test_bootstrap_arguments_at_their_edges():
 def test_graph_metrics_counts_pairs_as_integers():
   m = graph_metrics(TRUE_GRAPH + np.eye(6), TRUE_GRAPH)
   assert type(m["num_pairs"]) is int and m["num_pairs"] == 15
+
+
+def test_one_chunk_and_a_remainder_are_both_counted():
+  # 40,000 rows = one full 32,768-row chunk (the scan) + a 7,232-row remainder
+  scores = np.random.default_rng(13).integers(-1, 3, size=(40_000, 2))
+  tables = np.asarray(contingency_tables(scores, num_levels=3))
+  valid = (scores[:, 0] >= 0) & (scores[:, 1] >= 0)
+  expected = np.zeros((3, 3))
+  np.add.at(expected, (scores[valid, 0], scores[valid, 1]), 1)
+  np.testing.assert_array_equal(tables[0, 1], expected)
+
+
+def test_plain_lists_single_rows_and_no_rows():
+  np.testing.assert_allclose(somers_d([[0, 1], [1, 2], [2, 2]]),
+                             somers_d(np.array([[0, 1], [1, 2], [2, 2]])), atol=0)
+  for bad in (np.array([[0, 9]]), np.array([[9], [0]]), jnp.array([[7]])):
+    with pytest.raises(ValueError, match="or be -1 \\(missing\\); found values in"):
+      somers_d(bad)
+  np.testing.assert_array_equal(somers_d(np.zeros((0, 3), int)), np.eye(3))
+  np.testing.assert_array_equal(somers_d(jnp.zeros((0, 3), jnp.int32)), np.eye(3))
