@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import logging
 import os
 import pickle
 import struct
@@ -189,6 +190,30 @@ def test_wrong_or_truncated_weights_file_names_both_digests(tmp_path):
   # A pinned digest that matches passes the check; then the reader refuses the content.
   with pytest.raises(torch_checkpoint.TorchCheckpointError, match=str(path)):
     feats_lib.FIDInceptionFeatures.from_file(path, expected_sha256=actual.upper())
+
+
+def test_a_weights_file_that_checks_is_read_and_its_digest_logged(tmp_path, monkeypatch, caplog):
+  path = tmp_path / "w.pth"
+  path.write_bytes(b"weights")
+  digest = hashlib.sha256(b"weights").hexdigest()
+  read = []
+  monkeypatch.setattr(torch_checkpoint, "read_state_dict", lambda p: read.append(p) or {"s": 1})
+  monkeypatch.setattr(fid_inception, "variables_from_torch",
+                      lambda state: {"marker": np.arange(3) + state["s"]})
+  with caplog.at_level(logging.INFO):
+    pinned = feats_lib.FIDInceptionFeatures.from_file(path, expected_sha256=digest)
+  assert read == [path] and (pinned.batch_size, pinned.sha256) == (50, digest)
+  np.testing.assert_array_equal(pinned.variables["marker"], [1, 2, 3])
+  assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+      (logging.INFO, f"FID Inception weights {path}: sha256 {digest}")]
+  caplog.clear()
+  monkeypatch.setattr(feats_lib, "FID_WEIGHTS_SHA256_PREFIX", digest[:8])
+  with caplog.at_level(logging.INFO):
+    feats_lib.FIDInceptionFeatures.from_file(path, batch_size=7)
+  assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+      (logging.WARNING, f"FID Inception weights {path}: sha256 {digest} (only its prefix "
+       f"{digest[:8]} is published and was checked; pin the full digest with expected_sha256 / "
+       "eval.fid_weights_sha256)")]
 
 
 def test_make_extractor_prefers_fid_weights(tmp_path):

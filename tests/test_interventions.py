@@ -160,3 +160,9 @@ def test_true_effects_of_synthetic_faces_follow_its_graph():
   assert effects[a["gender"], a["makeup"]] < -0.5
   assert effects[a["blond"], a["bald"]] == 0.0
   assert effects[a["beard"], a["gender"]] == 0.0  # no edge into the parent
+
+
+def test_intervention_error_wants_two_square_matrices():
+  with pytest.raises(ValueError, match=r"^expected two \[n, n\] effect matrices, got \(2, 3\) and "
+                     r"\(2, 3\)$"):
+    intervention_error(np.zeros((2, 3)), np.zeros((2, 3)))
