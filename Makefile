@@ -1,6 +1,7 @@
 # The two set-up commands of the README:  `make demo`  and  `make test`.
 # Each creates .venv and installs requirements.txt first (once).
-# Development: `make lint` (ruff), `make test-fast` (the tests not marked slow), `make benchmark`.
+# Development: `make lint` (ruff), `make test-fast` (the tests not marked slow), `make benchmark`,
+# `make mutate` (mutation testing with mutmut, hours; never run by CI: docs/mutation.md).
 # `make install-fid-test` adds torch and pytorch-fid (setup.cfg extra fid-test) to .venv, so that
 # tests/test_fid_inception.py compares the FID network with pytorch-fid's instead of skipping.
 PYTHON ?= python3
@@ -12,7 +13,7 @@ DEMO_DIR ?= runs/demo
 export XLA_FLAGS ?= --xla_force_host_platform_device_count=2
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install install-fid-test demo test test-fast lint benchmark clean
+.PHONY: install install-fid-test demo test test-fast lint benchmark mutate clean
 
 install: $(STAMP)
 
@@ -53,5 +54,14 @@ benchmark: $(STAMP)
 	$(PY) -m experiments.benchmark --model beta_vae --batch_size 64
 	$(PY) -m experiments.benchmark --model gem --batch_size 32
 
+# mutmut over relations, metrics, objectives and train, each with its own fast tests
+# ([tool.gem_jax.mutate] in pyproject.toml); results and the table in build/mutate/.
+# MUTATE="relations metrics" for some packages; MUTATE_ARGS="--only gem_jax/train/state.py".
+MUTATE ?=
+MUTATE_ARGS ?=
+mutate: $(STAMP)
+	$(PY) -m pip install -q mutmut==3.8.1
+	$(PY) tests/mutate.py $(MUTATE) $(MUTATE_ARGS)
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) runs build mutants *.egg-info

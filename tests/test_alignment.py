@@ -2,12 +2,15 @@
 
 import dataclasses
 import json
+import re
+import warnings
 
 import numpy as np
 import pytest
 import scipy.stats
 
 from gem_jax.relations import Alignment, align_latents, initial_graph, somers_d, spearman_matrix
+from gem_jax.relations.alignment import fixed_alignment
 
 NAMES = ("bangs", "bald", "gender", "beard")
 
@@ -196,3 +199,102 @@ def test_json_round_trip_and_immutability():
     alignment.correlations[0, 0] = 1.0  # read-only array
   with pytest.raises(ValueError, match="lacks fields"):
     Alignment.from_json({"attribute_names": []})
+
+
+def test_alignments_differing_in_one_field_are_unequal_and_nan_equals_nan():
+  corr = np.array([[0.5, np.nan], [0.1, -0.2], [0.0, 0.3]])
+  base = Alignment(("a", "b"), (0, 1), (1.0, -1.0), corr)
+  assert base == Alignment(("a", "b"), (0, 1), (1.0, -1.0), corr.copy())  # NaN == NaN here
+  for changed in (dict(attribute_names=("a", "c")), dict(latent_of_attribute=(0, 2)),
+                  dict(signs=(1.0, 1.0)), dict(correlations=np.where(np.isnan(corr), 0.0, corr))):
+    assert base != dataclasses.replace(base, **changed), changed
+
+
+def test_constant_columns_correlate_zero_without_a_warning():
+  scores = np.array([[0, 1], [1, 1], [2, 1], [3, 1]])
+  mu = np.stack([np.ones(4), np.arange(4.0), -np.arange(4.0)], axis=1)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    rho = spearman_matrix(mu, scores)
+  np.testing.assert_allclose(rho, [[0, 0], [1, 0], [-1, 0]])
+
+
+def test_a_zero_correlation_keeps_the_sign_positive():
+  """signs[a] = -1 iff rho < 0: an attribute whose best latent has rho = 0 is not flipped."""
+  scores = np.array([[0, 0], [1, 0], [2, 0], [3, 0]])   # attribute 'b' is constant: rho = 0
+  mu = np.stack([np.arange(4.0), np.array([3.0, 1.0, 2.0, 0.0])], axis=1)
+  alignment = align_latents(mu, scores, ("a", "b"))
+  assert alignment.latent_of_attribute == (0, 1) and alignment.signs == (1.0, 1.0)
+
+
+def test_error_messages_in_full():
+  mu, scores = constructed(num_rows=50)
+  with pytest.raises(ValueError, match=r"^mu and scores must have the same number of rows, got "
+                     r"10 and 50$"):
+    align_latents(mu[:10], scores, NAMES)
+  with pytest.raises(ValueError, match=r"^scores must be 2-D \[N, n\], got shape \(50,\)$"):
+    align_latents(mu, scores[:, 0], NAMES)
+  bad = mu.copy()
+  bad[0, 0] = np.inf
+  with pytest.raises(ValueError, match="^mu contains non-finite values$"):
+    align_latents(bad, scores, NAMES)
+  for bad_mu, bad_scores, names, got in (
+      (mu[:, 0], scores, NAMES, "[50] and [50, 4]"),
+      (mu, scores[:, 0], NAMES, "[50, 7] and [50]"),
+      (mu[:10], scores, NAMES, "[10, 7] and [50, 4]"),
+      (mu, scores, NAMES[:3], "[50, 7] and [50, 4]")):
+    with pytest.raises(ValueError, match=re.escape(
+        f"expected mu [N, d] and scores [N, {len(names)}] with the same N, got {got}")):
+      fixed_alignment(mu=bad_mu, scores=bad_scores, attribute_names=names, latents=(0, 1, 2))
+
+
+def test_spearman_is_exactly_one_for_a_perfect_ranking_and_needs_two_rows():
+  # 17 rows: the unclipped Pearson correlation of the ranks is 1 + 2e-16.
+  scores = np.arange(17)[:, None]
+  mu = np.stack([np.arange(17.0), -np.arange(17.0)], axis=1)
+  rho = spearman_matrix(mu, scores)
+  assert rho[0, 0] == 1.0 and rho[1, 0] == -1.0
+  two = np.array([[0, -1], [1, -1], [-1, 3], [-1, 3]])   # two rows for 'a', none for 'b'
+  np.testing.assert_allclose(spearman_matrix(np.array([[0.0], [1.0], [5.0], [7.0]]), two),
+                             [[1.0, 0.0]], atol=1e-12)
+  gap = np.array([[-1, 0], [-1, 1], [-1, 2]])   # column 0 all missing, column 1 measured
+  np.testing.assert_allclose(spearman_matrix(np.array([[0.0], [1.0], [2.0]]), gap),
+                             [[0.0, 1.0]], atol=1e-12)
+
+
+def test_alignment_normalises_its_fields_and_names_what_is_wrong():
+  alignment = Alignment(["a", "b"], [np.int64(2), 0], [1, -1], np.zeros((3, 2), int))
+  assert alignment.attribute_names == ("a", "b") and alignment.signs == (1.0, -1.0)
+  assert alignment.latent_of_attribute == (2, 0)
+  assert all(type(k) is int for k in alignment.latent_of_attribute)
+  assert alignment.correlations.dtype == np.float64
+  corr = np.zeros((2, 2))
+  with pytest.raises(ValueError, match=r"^latent_of_attribute \(1\) and signs \(2\) must have one "
+                     r"entry per attribute \(2\)$"):
+    Alignment(("a", "b"), (0,), (1.0, 1.0), corr)
+  with pytest.raises(ValueError, match=r"^more attributes \(2\) than latents \(1\)$"):
+    Alignment(("a", "b"), (0, 1), (1.0, 1.0), np.zeros((1, 2)))
+  with pytest.raises(ValueError, match=r"^latent_of_attribute must be distinct indices in 0..1, "
+                     r"got \(0, 2\)$"):
+    Alignment(("a", "b"), (0, 2), (1.0, 1.0), corr)
+  for k in (3, -1):
+    for method in (alignment.attribute_of_latent, alignment.sign_of_latent):
+      with pytest.raises(IndexError, match=rf"^latent index {k} out of range 0..2$"):
+        method(k)
+  assert alignment.sign_of_latent(1) == 1.0 and alignment.attribute_of_latent(1) is None
+
+
+def test_json_round_trip_without_attributes():
+  for d in (0, 3):
+    alignment = Alignment((), (), (), np.zeros((d, 0)))
+    restored = Alignment.from_json(json.dumps(alignment.to_json()))
+    assert restored == alignment and restored.latent_dim == d
+
+
+def test_initial_graph_is_float32_and_allows_as_many_latents_as_attributes():
+  alignment = Alignment(("a", "b"), (1, 0), (1.0, -1.0), np.zeros((2, 2)))
+  graph = initial_graph(np.array([[1.0, 0.5], [0.25, 1.0]]), alignment, 2)
+  assert graph.dtype == np.float32
+  np.testing.assert_array_equal(graph, [[1.0, -0.25], [-0.5, 1.0]])
+  with pytest.raises(ValueError, match="^S contains non-finite values$"):
+    initial_graph(np.array([[1.0, np.nan], [0.25, 1.0]]), alignment, 2)

@@ -2,6 +2,7 @@
 the pipeline's guard that stops after stage 3, and runs saved before the table existed."""
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from gem_jax import gem_pipeline
 from gem_jax.data import get_dataset
 from gem_jax.relations import (
   Alignment,
+  AlignmentQuality,
   WeakAlignmentError,
   align_latents,
   alignment_quality,
@@ -23,6 +25,7 @@ from gem_jax.relations import (
   quality_from_json,
   traversal_labels,
 )
+from gem_jax.relations.alignment_quality import AttributeAlignment
 
 NAMES = ("bangs", "gender")
 FIXTURE = Path(__file__).parent / "fixtures" / "runs_191b7d6"
@@ -98,6 +101,60 @@ def test_the_weak_alignment_error_names_attributes_correlations_and_what_to_try(
   for part in ("all 400 images", "config.gem.min_alignment=0.4", "Try a hint; or accept it "
                "with --config.gem.accept_weak_alignment=True", "Nothing computed"):
     assert part in message
+
+
+def test_the_weak_alignment_error_in_full():
+  row = AttributeAlignment("gender", 2, 1.0, 0.1234, 0, 0.25, -0.1266)
+  other = AttributeAlignment("smile", 1, -1.0, 0.5, 0, 0.2, 0.3)
+  q = AlignmentQuality(rows=(row, other, dataclasses.replace(row, attribute="age", latent=3,
+                                                              carried=False)),
+                       min_alignment=0.3, checked_on="held-out scores (300 images)")
+  q = dataclasses.replace(q, rows=(dataclasses.replace(row, carried=False), other, q.rows[2]))
+  assert str(q.error(("a", "b"))) == (
+      "no latent carries 2 of 3 attributes well enough: gender (z2: +0.12, best other latent "
+      "0.25), age (z3: +0.12, best other latent 0.25); Spearman with the scores (held-out "
+      "scores (300 images)) below config.gem.min_alignment=0.3. Traversals, edits and the graph "
+      "would name latents after attributes they do not carry. Try a; b; or accept it with "
+      "--config.gem.accept_weak_alignment=True (recorded in the stage records; labels then mark "
+      "these attributes as weak). Nothing computed is lost: a rerun reuses the warm-up and "
+      "scores.")
+  assert isinstance(q.error(), WeakAlignmentError)
+
+
+def test_the_text_table():
+  rows = (AttributeAlignment("bangs", 0, -1.0, 0.912, 2, 0.05, 0.862, 0.9, 0.95, True),
+          AttributeAlignment("gender", 2, 1.0, 0.1, None, 0.0, 0.1, None, None, False))
+  q = AlignmentQuality(rows=rows, min_alignment=0.4, checked_on="all 400", truth_on="truth")
+  assert q.table().splitlines() == [
+      "alignment quality (rho: Spearman; scores: all 400; truth: truth; carried: rho(scores) "
+      ">= 0.4)",
+      "attribute  latent sign rho(scores)   runner-up  margin rho(truth) best(truth)  carried",
+      "bangs          z0    -       +0.91     z2 0.05   +0.86      +0.90        0.95  yes",
+      "gender         z2    +       +0.10               +0.10                         NO (weak)"]
+  untold = dataclasses.replace(q, truth_on=None).table().splitlines()[0]
+  assert "truth: not known for this data set;" in untold
+
+
+def test_shapes_that_do_not_fit_the_alignment_are_named():
+  mu, scores = _data()
+  alignment = align_latents(mu, scores, NAMES)
+  for bad_mu, bad_scores, got in ((mu[:, :2], scores, "[400, 2] and [400, 2]"),
+                                  (mu, scores[:, :1], "[400, 3] and [400, 1]")):
+    with pytest.raises(ValueError, match=re.escape(
+        f"expected mu [N, 3] and scores [N, 2], got {got}")):
+      alignment_quality(alignment, bad_mu, bad_scores, 0.4, "all")
+
+
+def test_the_threshold_itself_carries_and_the_truth_is_named_only_when_measured():
+  mu, scores = _data()
+  alignment = align_latents(mu, scores, NAMES)
+  first = alignment_quality(alignment, mu, scores, 0.4, "all").rows[0]
+  at = alignment_quality(alignment, mu, scores, first.score_spearman, "all", mu, scores,
+                         "truth")
+  assert at.rows[0].carried and at.truth_on == "truth"
+  assert [r.sign for r in at.rows] == [-1.0, 1.0]
+  assert all(type(r.sign) is float for r in at.rows)
+  assert alignment_quality(alignment, mu, scores, 0.4, "all", truth_on="truth").truth_on is None
 
 
 @pytest.mark.parametrize("tokens, want, not_want", [
@@ -244,3 +301,25 @@ def test_only_data_sets_that_know_their_factors_report_true_levels():
     faces.true_levels({"attributes": levels}, ["smile"])
   # CelebA's labels are annotations, not the factors: score correlations only.
   assert get_dataset("celeba").true_levels({"gem_labels": np.ones((3, 6))}, ["bald"]) is None
+
+
+def test_the_runner_up_is_searched_over_every_latent():
+  """Three latents, one attribute: the runner-up is the last latent (beyond the attribute
+  count); with a single latent there is none."""
+  corr = np.array([[0.8], [0.1], [-0.5]])
+  q = quality_from_alignment(Alignment(("a",), (0,), (1.0,), corr))
+  [row] = q.rows
+  assert (row.runner_up_latent, row.runner_up_spearman, row.margin) == (2, 0.5,
+                                                                       pytest.approx(0.3))
+  assert q.min_alignment == 0.0 and row.carried   # the default threshold
+  assert quality_from_alignment(Alignment(("a",), (0,), (-1.0,), corr), 0.5).min_alignment == 0.5
+  [alone] = quality_from_alignment(Alignment(("a",), (0,), (-1.0,), np.array([[-0.8]]))).rows
+  assert (alone.runner_up_latent, alone.runner_up_spearman, alone.margin) == (None, 0.0, 0.8)
+  at = quality_from_alignment(Alignment(("a",), (0,), (1.0,), corr), 0.8)
+  assert at.rows[0].carried   # score_spearman == min_alignment is carried
+  assert not quality_from_alignment(Alignment(("a",), (0,), (1.0,), corr), 0.81).rows[0].carried
+
+
+def test_labels_without_a_quality_table_are_the_alignments():
+  alignment = Alignment(("a",), (1,), (-1.0,), np.zeros((2, 1)))
+  assert labels_with_quality(alignment, None) == ["z0: free", "z1: a (-)"]

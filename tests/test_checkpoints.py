@@ -46,10 +46,9 @@ def _state_at(config, step: int):
 def _save_run(run: Path, steps=(3, 6), variant="beta_vae") -> Path:
   """A run folder <run>/checkpoints/<step> for each step; returns the checkpoints/ folder."""
   config = _config(variant)
-  manager = checkpoints.make_manager(run / "checkpoints")
-  for step in steps:
-    checkpoints.save(manager, step, _state_at(config, step), loop.checkpoint_meta(config))
-  manager.wait_until_finished()
+  with checkpoints.make_manager(run / "checkpoints") as manager:
+    for step in steps:
+      checkpoints.save(manager, step, _state_at(config, step), loop.checkpoint_meta(config))
   return run / "checkpoints"
 
 
@@ -182,6 +181,23 @@ def test_restore_state_tells_damage_from_a_mismatch(tmp_path, caplog):
   with pytest.raises(CheckpointError, match="holds another model: its model is"):
     checkpoints.restore_state(tmp_path, other,
                               expected_meta={"model": _config("gem_single").model.to_dict()})
+
+
+def test_reading_closes_every_manager_it_opens(tmp_path, open_managers):
+  """Each read opens an orbax manager and closes it, a damaged step or a mismatch included: an
+  open one keeps orbax's threads running, until the interpreter exits if nothing closes it."""
+  root = _save_run(tmp_path)
+  _truncate(root / "6")
+  before = open_managers()
+  assert checkpoints.restore_raw(tmp_path)[0]["step"] == 3
+  assert checkpoints.read_meta(tmp_path)[0] == 6   # its meta reads
+  assert int(checkpoints.restore_state(tmp_path, create_train_state(_config()))[0].step) == 3
+  assert not checkpoints.reached(tmp_path, 6)
+  with pytest.raises(CheckpointError, match="is damaged and cannot be read"):
+    checkpoints.restore_raw(root / "6")
+  with pytest.raises(CheckpointError, match="reads but does not match this model"):
+    checkpoints.restore_state(tmp_path, create_train_state(_config("gem_single")))
+  assert open_managers() == before
 
 
 def test_set_aside_newer_moves_the_skipped_steps_out_of_the_way(tmp_path):

@@ -2,6 +2,7 @@
 causal-learn's encodings read right on graphs whose answer is known, missing rows dropped,
 Somers' D kept on the found skeleton, config.gem.prior reaching A_0."""
 import logging
+import re
 
 import ml_collections
 import numpy as np
@@ -13,7 +14,7 @@ from causallearn.search.ConstraintBased.PC import pc
 
 from gem_jax.gem_pipeline import prior_and_a0
 from gem_jax.pipeline_settings import ADDED_STAGE_KEYS, graph_values
-from gem_jax.relations import Alignment, graph_metrics, somers_d
+from gem_jax.relations import Alignment, discovery, graph_metrics, somers_d
 from gem_jax.relations.discovery import (
     MIN_COMPLETE_ROWS,
     complete_rows,
@@ -205,3 +206,105 @@ def test_alignment_record_names_the_prior_and_old_records_still_match(tmp_path):
 def test_causal_learn_prints_no_progress(method, capfd):
   discover(collider(1000), method)
   assert capfd.readouterr() == ("", "")
+
+
+def test_general_graph_names_the_first_unexpected_mark():
+  g = np.zeros((3, 3), int)
+  g[1, 2] = 2
+  with pytest.raises(ValueError, match=r"^unexpected causal-learn edge marks G\[1, 2\] = 2, "
+                     r"G\[2, 1\] = 0 \(expected a DAG or CPDAG\)$"):
+    from_general_graph(g)
+  with pytest.raises(ValueError, match=r"G\[0, 1\] = 0, G\[1, 0\] = 1 "):  # half an edge
+    from_general_graph(np.array([[0, 0], [1, 0]]))
+
+
+def test_skeleton_prior_is_float64_and_names_bad_shapes():
+  s = np.array([[1.0, 0.5], [0.25, 1.0]], np.float32)
+  out = skeleton_prior(s, np.array([[0, 1], [0, 0]]))
+  assert out.dtype == np.float64
+  np.testing.assert_array_equal(out, [[1.0, 0.5], [0.0, 1.0]])
+  for somers, graph, shapes in ((np.zeros((2, 3)), np.zeros((2, 3)), "(2, 3) and (2, 3)"),
+                                (np.zeros(2), np.zeros(2), "(2,) and (2,)"),
+                                (np.zeros((2, 2)), np.zeros((3, 3)), "(2, 2) and (3, 3)")):
+    with pytest.raises(ValueError, match=(r"^somers and graph must be the same square \[n, n\], "
+                                          rf"got {re.escape(shapes)}$")):
+      skeleton_prior(somers, graph)
+
+
+def test_the_somers_d_prior_and_its_json():
+  s = np.array([[1.0, 0.5], [-0.25, 1.0]], np.float32)
+  prior = find_prior(np.zeros((7, 2), np.int32), "somers_d", s)
+  assert prior.matrix.dtype == np.float64 and prior.graph is None
+  assert (prior.method, prior.rows_used, prior.rows_dropped, prior.seconds, prior.settings) == (
+      "somers_d", 7, 0, 0.0, "Somers' D (pairwise deletion)")
+  assert type(prior.rows_dropped) is int and type(prior.seconds) is float
+  assert prior.to_json(["x", "y"]) == {
+      "attribute_names": ["x", "y"], "method": "somers_d",
+      "settings": "Somers' D (pairwise deletion)", "rows_used": 7, "rows_dropped": 0,
+      "seconds": 0.0, "graph": None, "matrix": [[1.0, 0.5], [-0.25, 1.0]]}
+
+
+def test_find_prior_passes_alpha_and_seed_records_them_and_times_the_method(monkeypatch):
+  calls = []
+
+  def fake_discover(scores, method, *, alpha=None, seed=None):
+    calls.append((method, alpha, seed))
+    return COLLIDER
+
+  clock = iter([10.0, 12.123456])
+  monkeypatch.setattr(discovery, "discover", fake_discover)
+  monkeypatch.setattr(discovery.time, "perf_counter", lambda: next(clock))
+  scores, s = collider(200), np.eye(3)
+  prior = find_prior(scores, "pc", s, alpha=0.01, seed=3)
+  assert calls.pop() == ("pc", 0.01, 3)
+  assert prior.seconds == pytest.approx(2.123456)
+  assert prior.settings == ("PC, chi-square CI test on the levels, alpha 0.01, stable, "
+                            "uc_rule 0, Meek")
+  assert prior.to_json(["x", "y", "z"]) == {
+      "attribute_names": ["x", "y", "z"], "method": "pc", "settings": prior.settings,
+      "rows_used": 200, "rows_dropped": 0, "seconds": 2.123, "graph": COLLIDER.tolist(),
+      "matrix": np.eye(3).tolist()}
+  clock = iter([0.0, 1.0])
+  prior = find_prior(scores, "direct_lingam", s, seed=7)
+  assert calls.pop() == ("direct_lingam", 0.05, 7)
+  assert prior.settings == "DirectLiNGAM (pwling), levels as floats, random_state 7"
+  clock = iter([0.0, 1.0])
+  find_prior(scores, "ges", s)
+  assert calls.pop() == ("ges", 0.05, 0)   # the defaults
+  clock = iter([0.0, 1.0, 0.0, 1.0])
+  prior_matrix(scores, "pc", s)
+  assert calls.pop() == ("pc", 0.05, 0)
+  prior_matrix(scores, "pc", s, alpha=0.2, seed=5)
+  assert calls.pop() == ("pc", 0.2, 5)
+
+
+def test_bad_scores_are_named():
+  with pytest.raises(ValueError, match=r"^scores must be \[N, n\] with n >= 2 attributes, got "
+                     r"shape \(5,\)$"):
+    discover(np.zeros(5, int), "pc")
+  with pytest.raises(ValueError, match=r"got shape \(5, 1\)$"):
+    discover(np.zeros((5, 1), int), "pc")
+  with pytest.raises(TypeError, match=r"^scores must be an integer array \(-1 = missing\), got "
+                     r"dtype float64$"):
+    discover(np.zeros((5, 2)), "pc")
+  for value, low, high in ((-2, -2, 5), (6, 0, 6)):
+    scores = collider(200)
+    scores[0, 0] = value
+    with pytest.raises(ValueError, match=(r"^scores must lie in 0..5 or be -1 \(missing\); found "
+                                          rf"values in \[{low}, {high}\]$")):
+      discover(scores, "pc")
+
+
+def test_two_attributes_and_exactly_the_fewest_complete_rows_are_enough(caplog):
+  scores = chain(MIN_COMPLETE_ROWS)[:, :2]   # X -> Y, one undirected edge for PC
+  np.testing.assert_array_equal(discover(scores, "pc"), [[0, 1], [1, 0]])
+  holed = np.concatenate([scores, [[-1, 2]]])
+  with caplog.at_level(logging.INFO):
+    discover(holed, "pc")
+  assert "pc: dropped 1 of 101 rows with a missing answer" in caplog.messages
+
+
+def test_the_defaults_alpha_and_seed():
+  scores = collider(300)
+  np.testing.assert_array_equal(discover(scores, "pc"), discover(scores, "pc", alpha=0.05))
+  assert not np.array_equal(discover(scores, "pc", alpha=1e-300), discover(scores, "pc"))

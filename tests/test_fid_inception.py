@@ -6,14 +6,18 @@ only where torch and pytorch-fid are installed (`make install-fid-test`); elsewh
 skipped with the reason. pytorch-fid's side runs in its own process
 (tests/pytorch_fid_reference.py): torchvision cannot be imported after TensorFlow.
 """
+import collections
 import hashlib
 import importlib.util
 import io
 import json
+import logging
 import os
 import pickle
+import struct
 import subprocess
 import sys
+import types
 import zipfile
 from pathlib import Path
 
@@ -188,6 +192,30 @@ def test_wrong_or_truncated_weights_file_names_both_digests(tmp_path):
     feats_lib.FIDInceptionFeatures.from_file(path, expected_sha256=actual.upper())
 
 
+def test_a_weights_file_that_checks_is_read_and_its_digest_logged(tmp_path, monkeypatch, caplog):
+  path = tmp_path / "w.pth"
+  path.write_bytes(b"weights")
+  digest = hashlib.sha256(b"weights").hexdigest()
+  read = []
+  monkeypatch.setattr(torch_checkpoint, "read_state_dict", lambda p: read.append(p) or {"s": 1})
+  monkeypatch.setattr(fid_inception, "variables_from_torch",
+                      lambda state: {"marker": np.arange(3) + state["s"]})
+  with caplog.at_level(logging.INFO):
+    pinned = feats_lib.FIDInceptionFeatures.from_file(path, expected_sha256=digest)
+  assert read == [path] and (pinned.batch_size, pinned.sha256) == (50, digest)
+  np.testing.assert_array_equal(pinned.variables["marker"], [1, 2, 3])
+  assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+      (logging.INFO, f"FID Inception weights {path}: sha256 {digest}")]
+  caplog.clear()
+  monkeypatch.setattr(feats_lib, "FID_WEIGHTS_SHA256_PREFIX", digest[:8])
+  with caplog.at_level(logging.INFO):
+    feats_lib.FIDInceptionFeatures.from_file(path, batch_size=7)
+  assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+      (logging.WARNING, f"FID Inception weights {path}: sha256 {digest} (only its prefix "
+       f"{digest[:8]} is published and was checked; pin the full digest with expected_sha256 / "
+       "eval.fid_weights_sha256)")]
+
+
 def test_make_extractor_prefers_fid_weights(tmp_path):
   eval_config = ml_collections.ConfigDict(dict(
       fid_weights=str(tmp_path / "fid.pth"), fid_weights_sha256=None,
@@ -233,6 +261,266 @@ def test_reader_refuses_other_files(tmp_path):
   (tmp_path / "cut.pth").write_bytes(b"PK\x03\x04 cut short")
   with pytest.raises(torch_checkpoint.TorchCheckpointError, match="truncated or damaged"):
     torch_checkpoint.read_state_dict(tmp_path / "cut.pth")
+
+
+# ------------------------------ the reader on files written as torch.save writes them, no torch
+# torch's pickle globals come from a stand-in module (`fake_torch`), so that every path of the
+# reader, its refusals included, is tested where torch is not installed.
+
+STORAGE_NAMES = {np.dtype(v).name: k for k, v in torch_checkpoint.STORAGE_DTYPES.items()}
+
+
+class _SavedStorage:
+  """One torch storage while pickling: `key` and its flat elements."""
+
+  def __init__(self, key: str, flat: np.ndarray):
+    self.key, self.flat = key, np.ascontiguousarray(flat).ravel()
+
+
+class _SavedTensor:
+  """Pickles as torch does: _rebuild_tensor_v2(storage, offset, size, stride, ...)."""
+
+  def __init__(self, rebuild, storage, offset=0, size=None, stride=None):
+    size = tuple(storage.flat.shape if size is None else size)
+    stride = tuple(np.cumprod((1,) + size[:0:-1])[::-1]) if stride is None else stride
+    self.args = (storage, offset, size, tuple(int(s) for s in stride))
+    self.rebuild = rebuild
+
+  def __reduce__(self):
+    if self.rebuild.__name__ == "_rebuild_tensor":   # torch 0.4: four arguments
+      return self.rebuild, self.args
+    return self.rebuild, self.args + (False, collections.OrderedDict())
+
+
+@pytest.fixture()
+def fake_torch(monkeypatch):
+  """A stand-in `torch` module holding just the globals a state dict pickles."""
+  fake, utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+  for name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
+    function = lambda *args: None   # never called: only pickled by reference
+    function.__module__, function.__name__, function.__qualname__ = "torch._utils", name, name
+    setattr(utils, name, function)
+  for name in torch_checkpoint.STORAGE_DTYPES:
+    setattr(fake, name, type(name, (), {"__module__": "torch", "__qualname__": name}))
+  fake._utils = utils
+  monkeypatch.setitem(sys.modules, "torch", fake)
+  monkeypatch.setitem(sys.modules, "torch._utils", utils)
+  return fake
+
+
+class _TorchPickler(pickle.Pickler):
+  def __init__(self, file, fake, pid=None):
+    super().__init__(file, protocol=2)
+    self.fake, self.pid = fake, pid
+
+  def persistent_id(self, obj):
+    if not isinstance(obj, _SavedStorage):
+      return None
+    storage_type = getattr(self.fake, STORAGE_NAMES[obj.flat.dtype.name])
+    default = ("storage", storage_type, obj.key, "cpu", obj.flat.size)
+    return default if self.pid is None else self.pid(obj, default)
+
+
+def _pickled(obj, fake, pid=None) -> bytes:
+  buf = io.BytesIO()
+  _TorchPickler(buf, fake, pid).dump(obj)
+  return buf.getvalue()
+
+
+def _storages(obj) -> list[_SavedStorage]:
+  seen = {}
+  for value in (obj.values() if isinstance(obj, dict) else obj):
+    if isinstance(value, _SavedTensor):
+      seen.setdefault(value.args[0].key, value.args[0])
+  return list(seen.values())
+
+
+def _write_zip(path, obj, fake, byteorder="little", pid=None, extra=()):
+  with zipfile.ZipFile(path, "w") as z:
+    z.writestr("archive/data.pkl", _pickled(obj, fake, pid))
+    if byteorder is not None:
+      z.writestr("archive/byteorder", byteorder)
+    for s in _storages(obj):
+      dtype = s.flat.dtype.newbyteorder("<" if byteorder != "big" else ">")
+      z.writestr(f"archive/data/{s.key}", s.flat.astype(dtype).tobytes())
+    for name, data in extra:
+      z.writestr(name, data)
+
+
+def _write_legacy(path, obj, fake, keys=None, numel=None, magic=torch_checkpoint.LEGACY_MAGIC,
+                  pid=None):
+  storages = {s.key: s for s in _storages(obj)}
+  keys = list(storages) if keys is None else keys
+  with open(path, "wb") as f:
+    for header in (magic, torch_checkpoint.LEGACY_PROTOCOL, {"little_endian": True}):
+      pickle.dump(header, f, protocol=2)
+    f.write(_pickled(obj, fake, pid))
+    pickle.dump(keys, f, protocol=2)
+    for key in keys:
+      s = storages[key]
+      f.write(struct.pack("<q", s.flat.size if numel is None else numel))
+      f.write(s.flat.astype(s.flat.dtype.newbyteorder("<")).tobytes())
+
+
+def _saved_state(fake, rebuild="_rebuild_tensor_v2"):
+  """A state dict of tensors of several dtypes, a transposed view, an offset slice, a scalar
+  and an empty tensor; and the arrays they hold."""
+  rebuild = getattr(fake._utils, rebuild)
+  rng = np.random.default_rng(0)
+  a = _SavedStorage("0", rng.normal(size=60).astype(np.float32))
+  b = _SavedStorage("1", rng.normal(size=42).astype(np.float64))
+  c = _SavedStorage("2", np.arange(10, dtype=np.int64))
+  h = _SavedStorage("3", rng.normal(size=4).astype(np.float16))
+  m = _SavedStorage("4", np.array([True, False, True]))
+  e = _SavedStorage("5", np.zeros(0, np.float32))
+  state = collections.OrderedDict([
+      ("a", _SavedTensor(rebuild, a, size=(3, 4, 5))),
+      ("b", _SavedTensor(rebuild, b, size=(7, 6), stride=(1, 7))),   # a transpose
+      ("c", _SavedTensor(rebuild, c, offset=2, size=(6,))),
+      ("n", _SavedTensor(rebuild, c, offset=5, size=(), stride=())),
+      ("h", _SavedTensor(rebuild, h)),
+      ("m", _SavedTensor(rebuild, m)),
+      ("e", _SavedTensor(rebuild, e, size=(0, 3), stride=(3, 1)))])
+  want = {"a": a.flat.reshape(3, 4, 5), "b": b.flat.reshape(6, 7).T, "c": c.flat[2:8],
+          "n": np.array(5), "h": h.flat, "m": m.flat, "e": np.zeros((0, 3), np.float32)}
+  return state, want
+
+
+@pytest.mark.parametrize("layout", ["zip", "zip-big-endian", "zip-no-byteorder", "legacy"])
+def test_reader_round_trip_without_torch(fake_torch, tmp_path, layout):
+  state, want = _saved_state(fake_torch)
+  path = tmp_path / "x.pth"
+  if layout == "legacy":
+    _write_legacy(path, state, fake_torch)
+  else:
+    byteorder = {"zip": "little", "zip-big-endian": "big", "zip-no-byteorder": None}[layout]
+    _write_zip(path, state, fake_torch, byteorder)
+  got = torch_checkpoint.read_state_dict(path)
+  assert list(got) == list(want)
+  for key, value in want.items():
+    assert got[key].dtype == value.dtype and got[key].dtype.isnative, key
+    assert got[key].shape == value.shape and got[key].flags.c_contiguous, key
+    np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+def test_reader_takes_torch_0_4_rebuild_tensor(fake_torch, tmp_path):
+  state, want = _saved_state(fake_torch, rebuild="_rebuild_tensor")
+  _write_zip(tmp_path / "x.pth", state, fake_torch)
+  np.testing.assert_array_equal(torch_checkpoint.read_state_dict(tmp_path / "x.pth")["a"],
+                                want["a"])
+
+
+def _global(module: str, name: str) -> bytes:
+  """A pickle of the global module.name alone (protocol 0's GLOBAL opcode)."""
+  return f"c{module}\n{name}\n.".encode()
+
+
+@pytest.mark.parametrize("module, name", [
+    ("collections", "Counter"), ("builtins", "OrderedDict"), ("torch._utils", "_rebuild_parameter"),
+    ("torch", "load"), ("torch.nn", "FloatStorage"), ("numpy", "_rebuild_tensor_v2")])
+def test_reader_names_any_other_global(tmp_path, module, name):
+  with zipfile.ZipFile(tmp_path / "x.pth", "w") as z:
+    z.writestr("archive/data.pkl", _global(module, name))
+  with pytest.raises(torch_checkpoint.TorchCheckpointError) as info:
+    torch_checkpoint.read_state_dict(tmp_path / "x.pth")
+  assert str(info.value) == (
+      f"the checkpoint refers to {module}.{name}, which this restricted reader does not load "
+      "(only a plain state dict of tensors: collections.OrderedDict, "
+      "torch._utils._rebuild_tensor_v2, torch.*Storage)")
+
+
+def _refused(path, message: str):
+  with pytest.raises(torch_checkpoint.TorchCheckpointError) as info:
+    torch_checkpoint.read_state_dict(path)
+  assert str(info.value) == message.format(path=path)
+
+
+def test_storage_ids_that_are_not_plain_storages(fake_torch, tmp_path):
+  state, _ = _saved_state(fake_torch)
+  path = tmp_path / "x.pth"
+  cases = [
+      (lambda s, d: ("file", s.key), "unknown persistent id ('file', '0') (not a tensor storage)"),
+      (lambda s, d: ("storage",) + d[1:4], "unknown persistent id ('storage', "
+       "_StorageType(name='FloatStorage'), '0', 'cpu') (not a tensor storage)"),
+      (lambda s, d: "storage", "unknown persistent id 'storage' (not a tensor storage)"),
+      (lambda s, d: ("storage", "FloatStorage") + d[2:], "storage '0' has no storage type"),
+      (lambda s, d: d + ((s.key, 0, 4),), "storage '0' is a view; not supported"),
+  ]
+  for pid, message in cases:
+    _write_zip(path, state, fake_torch, pid=pid)
+    _refused(path, message)
+  _write_zip(path, state, fake_torch, pid=lambda s, d: d + (None,))   # an explicit 'no view'
+  assert list(torch_checkpoint.read_state_dict(path)) == list(state)
+
+
+def test_the_legacy_layout_is_checked(fake_torch, tmp_path):
+  state, _ = _saved_state(fake_torch)
+  path = tmp_path / "x.pth"
+  _write_legacy(path, state, fake_torch, magic=torch_checkpoint.LEGACY_MAGIC + 1)
+  _refused(path, "{path} is neither a zip nor a legacy (protocol 1001) PyTorch checkpoint")
+  _write_legacy(path, state, fake_torch, keys=["0", "1", "2", "3", "4"])   # storage '5' left out
+  _refused(path, "storage '5' has no data in {path}")
+  _write_legacy(path, {"a": state["a"]}, fake_torch, numel=59)
+  _refused(path, "storage '0' holds 59 elements; 60 expected")
+  one = {"a": state["a"]}
+  _write_legacy(path, one, fake_torch)
+  with open(path, "r+b") as f:
+    f.truncate(path.stat().st_size - 4)
+  _refused(path, "storage '0' holds 236 bytes; 60 x 4 expected (truncated file?)")
+  data = path.read_bytes()
+  keys_at = data.rindex(pickle.dumps(["0"], protocol=2))
+  path.write_bytes(data[:keys_at] + pickle.dumps(["9"], protocol=2))
+  _refused(path, "storage '9' is listed but never used")
+
+
+def test_zip_archives_without_one_data_pickle(fake_torch, tmp_path):
+  path = tmp_path / "x.pth"
+  with zipfile.ZipFile(path, "w") as z:
+    z.writestr("archive/weights.bin", b"")
+  _refused(path, "{path} is a zip file without exactly one data.pkl: not a PyTorch checkpoint")
+  state, want = _saved_state(fake_torch)
+  _write_zip(path, state, fake_torch, extra=[("other/data.pkl", b"")])
+  _refused(path, "{path} is a zip file without exactly one data.pkl: not a PyTorch checkpoint")
+  with zipfile.ZipFile(path, "w") as z:   # a pickle at the archive's root
+    z.writestr("data.pkl", _pickled({"a": state["a"]}, fake_torch))
+    z.writestr("data/0", state["a"].args[0].flat.tobytes())
+  np.testing.assert_array_equal(torch_checkpoint.read_state_dict(path)["a"], want["a"])
+
+
+def test_tensors_and_state_dicts_that_do_not_fit(fake_torch, tmp_path):
+  state, _ = _saved_state(fake_torch)
+  path = tmp_path / "x.pth"
+  rebuild, storage = fake_torch._utils._rebuild_tensor_v2, state["a"].args[0]
+  for tensor, message in (
+      (_SavedTensor(rebuild, storage, offset=1, size=(60,)),
+       "tensor of size [60] reaches past its storage '0' (60 elements)"),
+      (_SavedTensor(rebuild, storage, offset=-1, size=(3,)),
+       "tensor of size [3] reaches past its storage '0' (60 elements)"),
+      (_SavedTensor(rebuild, storage, size=(3,), stride=(-1,)),
+       "tensor with negative size or stride [3], [-1]"),
+      (_SavedTensor(rebuild, storage, size=(-1,), stride=(1,)),
+       "tensor with negative size or stride [-1], [1]")):
+    _write_zip(path, {"t": tensor}, fake_torch)
+    _refused(path, message)
+  _write_zip(path, [state["a"]], fake_torch)
+  _refused(path, "the checkpoint holds a list, not a state dict")
+  _write_zip(path, {"a": state["a"], "step": 3}, fake_torch)
+  _refused(path, "entry 'step' is a int, not a tensor")
+  with zipfile.ZipFile(path, "w") as z:
+    z.writestr("archive/data.pkl", pickle.dumps(None, protocol=2)[:2] + b"ctorch._utils\n"
+               b"_rebuild_tensor_v2\n(K\x01K\x00)K\x00tR.")
+  _refused(path, "_rebuild_tensor_v2 got no storage")
+
+
+def test_a_damaged_pickle_is_named(fake_torch, tmp_path):
+  state, _ = _saved_state(fake_torch)
+  path = tmp_path / "x.pth"
+  with zipfile.ZipFile(path, "w") as z:
+    z.writestr("archive/data.pkl", _pickled({"a": state["a"]}, fake_torch)[:-9])
+  with pytest.raises(torch_checkpoint.TorchCheckpointError,
+                     match=r"^.*x\.pth is not a readable PyTorch checkpoint: "
+                           r"(UnpicklingError|EOFError): "):
+    torch_checkpoint.read_state_dict(path)
 
 
 # -------------------------------------------------- against pytorch-fid (optional: torch)

@@ -1,5 +1,7 @@
 """The do-operator on latent codes (`relations.interventions`), `TrainedModel.intervene` and the
 intervention error (`metrics.intervention`)."""
+import re
+
 import ml_collections
 import numpy as np
 import pytest
@@ -73,6 +75,31 @@ def test_a_cycle_with_gain_one_is_an_error():
     counterfactual_codes(np.zeros((1, 2)), w, {7: 0.0})
 
 
+def test_bad_shapes_and_indices_are_named():
+  """The edge cases: a latent index equal to d, a value with a second axis or the wrong length,
+  weights that do not fit codes that are [B, d], and a singular I - W' after an action."""
+  z = np.zeros((5, 2))
+  with pytest.raises(ValueError, match=r"^latent 2 is out of range 0..1$"):
+    counterfactual_codes(z, np.zeros((2, 2)), {2: 0.0})
+  with pytest.raises(ValueError, match=r"^latent -1 is out of range 0..1$"):
+    counterfactual_codes(z, np.zeros((2, 2)), {-1: 0.0})
+  for value, shape in ((np.zeros((5, 1)), "[5, 1]"), (np.zeros(3), "[3]")):
+    with pytest.raises(ValueError, match="^" + re.escape(
+        f"the value of latent 1 must be a float or one per row [5]; got shape {shape}") + "$"):
+      counterfactual_codes(z, np.zeros((2, 2)), {1: value})
+  with pytest.raises(ValueError, match=(r"^expected codes \[B, d\] and weights \[d, d\]; got "
+                                        r"\[5, 2\] and \[3, 3\]$")):
+    counterfactual_codes(z, np.zeros((3, 3)), {})
+  with pytest.raises(ValueError, match=r"got \[2\] and \[2, 2\]$"):
+    counterfactual_codes(np.zeros(2), np.zeros((2, 2)), {})
+  cycle = np.zeros((3, 3))
+  cycle[0, 1] = cycle[1, 0] = 1.0
+  with pytest.raises(ValueError, match=(r"^the graph's structural equations have no unique "
+                                        r"solution after the intervention on latents \[2\] "
+                                        r"\(I - W is singular\): a cycle with gain 1$")):
+    counterfactual_codes(np.zeros((1, 3)), cycle, {2: 1.0})
+
+
 def test_the_models_level_scale_is_the_scorers():
   assert MAX_LEVEL == MAX_SCORE
 
@@ -133,3 +160,9 @@ def test_true_effects_of_synthetic_faces_follow_its_graph():
   assert effects[a["gender"], a["makeup"]] < -0.5
   assert effects[a["blond"], a["bald"]] == 0.0
   assert effects[a["beard"], a["gender"]] == 0.0  # no edge into the parent
+
+
+def test_intervention_error_wants_two_square_matrices():
+  with pytest.raises(ValueError, match=r"^expected two \[n, n\] effect matrices, got \(2, 3\) and "
+                     r"\(2, 3\)$"):
+    intervention_error(np.zeros((2, 3)), np.zeros((2, 3)))

@@ -333,3 +333,45 @@ def test_relation_recovery_empty_classes_and_bad_input():
     relation_recovery(TRUE_GRAPH, TRUE_GRAPH, independent_pairs=[(1, 0)])
   with pytest.raises(ValueError, match="distinct node indices"):
     relation_recovery(TRUE_GRAPH, TRUE_GRAPH, independent_pairs=[(2, 2)])
+
+
+# ------------------------------------------------------------- FactorVAE: its votes, its defaults
+
+
+def test_factor_vae_votes_draw_rows_sharing_the_fixed_factors_value():
+  """Blocks of 1, 2 and 3 rows per value: every vote's rows share the anchor's value of the
+  fixed factor, and over many votes every row of every block is drawn."""
+  factors = np.array([[0, 5], [0, 6], [1, 6], [1, 7], [1, 7], [2, 7]])
+  fixed, rows = dis._vote_batches(factors, 2000, 4, np.random.default_rng(0))
+  assert fixed.shape == (2000,) and rows.shape == (2000, 4)
+  values = factors[rows, fixed[:, None]]
+  np.testing.assert_array_equal(values, np.repeat(values[:, :1], 4, axis=1))
+  for j in range(2):
+    assert set(rows[fixed == j].ravel().tolist()) == set(range(6))
+
+
+def test_factor_vae_casts_one_vote_per_draw_over_several_chunks():
+  rng = np.random.default_rng(0)
+  variance = np.var(PERFECT, axis=0, ddof=1)
+  votes = dis._votes(PERFECT, FACTORS, 2500, 8, rng, variance, np.ones(4, bool))  # 3 chunks
+  assert votes.dtype == np.int64 and votes.sum() == 2500
+  np.testing.assert_array_equal(votes, np.diag(np.diag(votes)))   # perfect codes: diagonal
+
+
+def test_factor_vae_is_invariant_to_each_codes_scale():
+  scaled = PERFECT * np.array([100.0, 0.2, 1.0, 1.0])
+  assert dis.factor_vae_score(scaled, FACTORS, **_FV_SMALL) == dis.factor_vae_score(
+      PERFECT, FACTORS, **_FV_SMALL)
+
+
+def test_factor_vae_defaults_and_argument_edges():
+  factors = _grid_factors(repeats=250)   # 12,000 rows: more than the 10,000 variance rows
+  codes = (factors - factors.mean(0)) / factors.std(0) @ scipy.linalg.hadamard(4) / 2
+  codes = codes + 0.3 * np.random.default_rng(1).standard_normal(codes.shape)
+  explicit = dict(batch_size=64, num_train=10_000, num_eval=5_000, num_variance_estimate=10_000,
+                  prune_threshold=0.05, seed=0)
+  assert dis.factor_vae_score(codes, factors) == dis.factor_vae_score(codes, factors, **explicit)
+  assert dis.factor_vae_score(PERFECT, FACTORS, batch_size=2, **_FV_SMALL)["num_active_dims"] == 4
+  with pytest.raises(ValueError, match=r"^num_train and num_eval must be >= 1 and "
+                     r"num_variance_estimate >= 2, got 1000, 0, 480$"):
+    dis.factor_vae_score(PERFECT, FACTORS, **{**_FV_SMALL, "num_eval": 0})

@@ -1,6 +1,8 @@
 """FID / KID against direct scipy computations; the feature extractors (local CNN, Keras
 InceptionV3; the standard FID network: tests/test_fid_inception.py)."""
 
+import hashlib
+
 import jax
 import ml_collections
 import numpy as np
@@ -251,6 +253,40 @@ def test_inception_missing_file_names_path_and_download(tmp_path):
   msg = str(err.value)
   assert str(path) in msg and feats_lib.INCEPTION_WEIGHTS_FILE in msg
   assert feats_lib.INCEPTION_WEIGHTS_URL in msg
+
+
+def test_inception_missing_file_message_in_full_and_the_default_batch(tmp_path, monkeypatch):
+  path = tmp_path / "nope.h5"
+  with pytest.raises(FileNotFoundError) as err:
+    feats_lib.InceptionV3Features.from_file(path)
+  assert str(err.value) == (
+      f"InceptionV3 weights file {path} does not exist. Download "
+      f"{feats_lib.INCEPTION_WEIGHTS_FILE} (~87 MB) from {feats_lib.INCEPTION_WEIGHTS_URL} and "
+      "pass its path (see docs/metrics.md); without it, use the local CNN features "
+      "(local_extractor), reported as FD, not FID.")
+  built = []
+  monkeypatch.setattr(feats_lib, "_build_inception", lambda weights: built.append(weights) or 0)
+  path.write_bytes(b"")
+  extractor = feats_lib.InceptionV3Features.from_file(path)
+  assert built == [str(path)] and extractor.batch_size == 50
+
+
+def test_weights_checksums_full_and_prefix(tmp_path, monkeypatch):
+  path = tmp_path / "w.pth"
+  path.write_bytes(b"some weights")
+  actual = hashlib.sha256(b"some weights").hexdigest()
+  assert feats_lib.check_sha256(path, actual.upper()) == actual
+  with pytest.raises(feats_lib.WeightsChecksumError, match=f"expected sha256 {actual[:8]},"):
+    feats_lib.check_sha256(path, actual[:8])   # a pinned digest is the whole digest
+  with pytest.raises(feats_lib.WeightsChecksumError) as err:
+    feats_lib.check_sha256(path, None)
+  assert str(err.value) == (
+      f"FID Inception weights {path}: expected sha256 prefix (torch.hub's, from "
+      f"{feats_lib.FID_WEIGHTS_FILE}) 6726825d, but the file's sha256 is {actual} (12 bytes): a "
+      f"wrong or truncated file. Download {feats_lib.FID_WEIGHTS_FILE} again from "
+      f"{feats_lib.FID_WEIGHTS_URL}")
+  monkeypatch.setattr(feats_lib, "FID_WEIGHTS_SHA256_PREFIX", actual[:8])
+  assert feats_lib.check_sha256(path, None) == actual   # without a pin: the prefix only
 
 
 def test_inception_builds_and_maps_images_to_2048_features():

@@ -1,6 +1,8 @@
 """Tests for gem_jax.relations: contingency-table Somers' D against scipy.stats.somersd, and
 the field's graph metrics (`graph_metrics`) on hand-made graphs and against causal-learn."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,11 +18,19 @@ from causallearn.graph.SHD import SHD
 from gem_jax.data.synthetic_faces.scm import TRUE_GRAPH
 from gem_jax.relations import (
     EDGE_THRESHOLD,
+    Alignment,
     contingency_tables,
     graph_metrics,
     somers_d,
     somers_d_bootstrap,
     somers_d_from_tables,
+)
+from gem_jax.relations.recovery import (
+    RelationTruth,
+    graph_recovery,
+    json_float,
+    json_matrix,
+    relation_recovery,
 )
 
 TOL = 1e-6
@@ -358,3 +368,183 @@ def test_graph_metrics_shd_matches_causal_learn_and_its_arrow_counts():
 def test_graph_metrics_rejects_a_bad_threshold():
   with pytest.raises(ValueError, match="threshold must be a finite number > 0, got 0"):
     graph_metrics(np.eye(2), TRUE_01, threshold=0)
+
+
+# --- relation recovery: graph_recovery, the JSON helpers, the checks ------------------------
+
+
+def _recovery_case():
+  """Somers' D over c, a, b, d against a truth over a..e: a -> b (0.8, strong), b -> c (-0.5,
+  weak); independent pairs a-d, c-d (and a-e, e not scored)."""
+  w = np.zeros((5, 5))
+  w[0, 1], w[1, 2] = 0.8, -0.5
+  truth = RelationTruth("t", ("a", "b", "c", "d", "e"), w, (("a", "d"), ("c", "d"), ("a", "e")))
+  s = np.array([[1.0, 0.25, -0.5, 0.123456],    # rows and columns: c, a, b, d
+                [0.3, 1.0, 0.4, -0.15],
+                [0.1, 0.1, 1.0, 0.0],
+                [0.02, 0.45, 0.01, 1.0]])
+  return s, ["c", "a", "b", "d"], truth
+
+
+def test_graph_recovery_hand_worked():
+  s, names, truth = _recovery_case()
+  r = graph_recovery(s, names, truth)
+  assert r == {
+      "attributes": ["c", "a", "b", "d"],
+      "true_graph": [[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.8, 0.0], [-0.5, 0.0, 0.0, 0.0],
+                     [0.0, 0.0, 0.0, 0.0]],
+      "edges": [
+          {"from": "a", "to": "b", "weight": 0.8, "S_from_to": 0.4, "S_to_from": 0.1,
+           "sign_agrees": True, "stronger_in_causal_direction": True},
+          {"from": "b", "to": "c", "weight": -0.5, "S_from_to": 0.1, "S_to_from": -0.5,
+           "sign_agrees": False, "stronger_in_causal_direction": False}],
+      "sign_agreement": 0.5,
+      "direction_agreement": 0.5,
+      "num_true_edges": 2,
+      "independent_pairs": [["a", "d"], ["c", "d"]],
+      # undirected: a-b 0.4 and c-b 0.5 against a-d 0.45 and c-d 0.1235: 3 of 4 wins;
+      # directed: |S_ab| 0.4 and |S_bc| 0.1 against 0.15, 0.45, 0.1235, 0.02: 4 of 8;
+      # strong (|w| >= 0.7): a -> b alone.
+      "auroc_undirected": 0.75,
+      "auroc_directed": 0.5,
+      "auroc_undirected_strong": 0.5,
+      "auroc_directed_strong": 0.75,
+      "strong_threshold": 0.7,
+      "max_abs_S_independent_pairs": 0.45,
+      "min_max_abs_S_true_edges": 0.4,
+      "pairs_ranked": [
+          {"pair": ["c", "b"], "max_abs_S": 0.5, "kind": "edge"},
+          {"pair": ["a", "d"], "max_abs_S": 0.45, "kind": "independent"},
+          {"pair": ["a", "b"], "max_abs_S": 0.4, "kind": "edge"},
+          {"pair": ["c", "a"], "max_abs_S": 0.3, "kind": "indirect"},
+          {"pair": ["c", "d"], "max_abs_S": 0.1235, "kind": "independent"},
+          {"pair": ["b", "d"], "max_abs_S": 0.01, "kind": "indirect"}],
+  }
+  both = graph_recovery(s, names, truth, strong_threshold=0.5)   # |w| = 0.5 counts
+  assert (both["auroc_undirected_strong"], both["auroc_directed_strong"]) == (0.75, 0.5)
+  tie = s.copy()
+  tie[2, 1] = -0.4   # |S_ba| = |S_ab|: the causal direction is not weaker
+  assert graph_recovery(tie, names, truth)["edges"][0]["stronger_in_causal_direction"]
+
+
+def test_graph_recovery_without_edges_or_pairs():
+  s, names, truth = _recovery_case()
+  r = graph_recovery(s[np.ix_([0, 3], [0, 3])], ["c", "d"],
+                     dataclasses.replace(truth, independent_pairs=()))
+  assert r["edges"] == [] and r["num_true_edges"] == 0
+  assert r["sign_agreement"] is r["direction_agreement"] is None
+  assert r["max_abs_S_independent_pairs"] is r["min_max_abs_S_true_edges"] is None
+  assert r["auroc_undirected"] is r["auroc_directed"] is None
+  assert r["pairs_ranked"] == [{"pair": ["c", "d"], "max_abs_S": 0.1235, "kind": "indirect"}]
+
+
+def test_json_float_and_matrix_round_to_four_digits_and_drop_non_finite():
+  assert json_float(1.234567) == 1.2346 and type(json_float(1.234567)) is float
+  assert json_float(1.234567, 2) == 1.23
+  assert json_float(None) is json_float(np.nan) is json_float(np.inf) is None
+  assert json_matrix(np.array([[1.234567, np.nan], [-np.inf, 2]], np.float32)) == [
+      [1.2346, None], [None, 2.0]]
+  assert json_matrix([[0.123456]], 3) == [[0.123]]
+
+
+_THREE = np.array([[0.0, 0.9, 0.0], [0.0, 0.0, -0.4], [0.0, 0.0, 0.0]])   # 0 -> 1 -> 2
+
+
+def test_recovery_checks_name_what_is_wrong():
+  with pytest.raises(ValueError, match=r"^learned must be a square \[k, k\] matrix, got shape "
+                     r"\(2, 3\)$"):
+    relation_recovery(np.zeros((2, 3)), np.zeros((2, 3)))
+  with pytest.raises(ValueError, match=r"^need at least 2 nodes, got k = 1$"):
+    relation_recovery(np.zeros((1, 1)), np.zeros((1, 1)))
+  for learned, true in ((np.full((3, 3), np.nan), _THREE), (_THREE, np.full((3, 3), np.inf))):
+    with pytest.raises(ValueError, match=r"^learned and true_graph must be finite \(no NaN or "
+                       r"inf\)$"):
+      relation_recovery(learned, true)
+  with pytest.raises(ValueError, match=r"^independent_pairs must hold \(i, j\) index pairs, got "
+                     r"\(0, 1, 2\)$"):
+    relation_recovery(_THREE, _THREE, independent_pairs=[(0, 1, 2)])
+  for pair in ((0, 3), (3, 0), (-1, 2)):
+    with pytest.raises(ValueError, match=rf"^independent pair \({pair[0]}, {pair[1]}\) is not "
+                       r"two distinct node indices in \[0, 3\)$"):
+      relation_recovery(_THREE, _THREE, independent_pairs=[pair])
+
+
+def test_recovery_reads_boolean_graphs_as_zero_one_weights():
+  adjacency = _THREE != 0
+  assert relation_recovery(adjacency, adjacency) == relation_recovery(
+      adjacency.astype(float), adjacency.astype(float))
+
+
+def test_orientation_and_spearman_edge_cases():
+  reversed_ = _THREE.T.copy()   # every true edge learned the other way round
+  assert relation_recovery(reversed_, _THREE)["orientation_accuracy"] == 0.0
+  assert relation_recovery(np.zeros((3, 3)), np.zeros((3, 3)))["orientation_accuracy"] is None
+  assert relation_recovery(np.eye(3), _THREE)["spearman"] is None      # learned constant
+  assert relation_recovery(_THREE, np.zeros((3, 3)))["spearman"] is None   # truth constant
+
+
+def test_alignment_repr_lists_every_latent():
+  alignment = Alignment(("a", "b"), (2, 0), (1.0, -1.0), np.zeros((3, 2)))
+  assert repr(alignment) == "Alignment(z0: b (-), z1: free, z2: a (+))"
+
+
+def test_the_range_of_device_arrays_is_checked_after_the_jitted_call():
+  """A concrete jax.Array is range-checked from the min/max computed inside the jitted call."""
+  bad = jnp.array([[0, 7], [-1, 2]])
+  message = r"^scores must lie in 0..5 or be -1 \(missing\); found values in \[-1, 7\]$"
+  for call in (lambda: contingency_tables(bad), lambda: somers_d(bad),
+               lambda: somers_d_bootstrap(bad, jax.random.PRNGKey(0), num_resamples=2)):
+    with pytest.raises(ValueError, match=message):
+      call()
+  with pytest.raises(ValueError, match=r"found values in \[-2, 1\]$"):
+    contingency_tables(jnp.array([[0, -2], [1, 1]]))
+  with pytest.raises(ValueError, match=r"^scores must lie in 0..5 .* found values in \[0, 6\]$"):
+    somers_d_bootstrap(np.array([[0, 6], [1, 2]]), jax.random.PRNGKey(0))   # default L = 6
+  assert contingency_tables(np.array([[0, 1], [1, 2]])).shape == (2, 2, 6, 6)
+
+
+def test_weights_of_the_wrong_length_are_named():
+  with pytest.raises(ValueError, match=r"^weights must have shape \[N\] = \(5,\), got \(4,\)$"):
+    contingency_tables(np.zeros((5, 2), int), weights=np.ones(4))
+
+
+def test_bootstrap_arguments_at_their_edges():
+  scores = np.random.default_rng(3).integers(0, 6, size=(40, 3))
+  key = jax.random.PRNGKey(1)
+  point, lower, upper = somers_d_bootstrap(scores, key, num_resamples=1, batch_size=1)
+  np.testing.assert_array_equal(lower, upper)   # one resample: both quantiles are it
+  default = somers_d_bootstrap(scores, key)
+  for a, b in zip(default, somers_d_bootstrap(scores, key, num_resamples=200), strict=True):
+    np.testing.assert_array_equal(a, b)   # the default is 200 resamples
+  for confidence in (0.0, 1.0):
+    with pytest.raises(ValueError, match=rf"^confidence must be in \(0, 1\), got {confidence}$"):
+      somers_d_bootstrap(scores, key, confidence=confidence)
+  for batch_size in (0, 1.5):
+    with pytest.raises(ValueError, match=rf"^batch_size must be None or a positive integer, got "
+                       rf"{batch_size}$"):
+      somers_d_bootstrap(scores, key, batch_size=batch_size)
+
+
+def test_graph_metrics_counts_pairs_as_integers():
+  m = graph_metrics(TRUE_GRAPH + np.eye(6), TRUE_GRAPH)
+  assert type(m["num_pairs"]) is int and m["num_pairs"] == 15
+
+
+def test_one_chunk_and_a_remainder_are_both_counted():
+  # 40,000 rows = one full 32,768-row chunk (the scan) + a 7,232-row remainder
+  scores = np.random.default_rng(13).integers(-1, 3, size=(40_000, 2))
+  tables = np.asarray(contingency_tables(scores, num_levels=3))
+  valid = (scores[:, 0] >= 0) & (scores[:, 1] >= 0)
+  expected = np.zeros((3, 3))
+  np.add.at(expected, (scores[valid, 0], scores[valid, 1]), 1)
+  np.testing.assert_array_equal(tables[0, 1], expected)
+
+
+def test_plain_lists_single_rows_and_no_rows():
+  np.testing.assert_allclose(somers_d([[0, 1], [1, 2], [2, 2]]),
+                             somers_d(np.array([[0, 1], [1, 2], [2, 2]])), atol=0)
+  for bad in (np.array([[0, 9]]), np.array([[9], [0]]), jnp.array([[7]])):
+    with pytest.raises(ValueError, match="or be -1 \\(missing\\); found values in"):
+      somers_d(bad)
+  np.testing.assert_array_equal(somers_d(np.zeros((0, 3), int)), np.eye(3))
+  np.testing.assert_array_equal(somers_d(jnp.zeros((0, 3), jnp.int32)), np.eye(3))

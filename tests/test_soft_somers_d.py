@@ -55,3 +55,23 @@ def test_bad_inputs_are_refused():
     soft_somers_d(jnp.zeros((1, 3)))
   with pytest.raises(ValueError, match="temperature must be > 0"):
     soft_somers_d(jnp.zeros((4, 3)), temperature=0.0)
+
+
+def test_two_rows_are_enough_and_the_default_temperature_is_a_half():
+  codes = jnp.array([[0.0, 1.0], [0.3, -2.0], [1.0, 0.5]])
+  np.testing.assert_array_equal(soft_somers_d(codes), soft_somers_d(codes, 0.5))
+  # one pair: D[0, 1] = s_1 / s_0 = tanh(6) / -tanh(0.6) (clipped to -1), D[1, 0] = s_0 / s_1
+  np.testing.assert_allclose(soft_somers_d(codes[:2]),
+                             [[1.0, -1.0], [-np.tanh(0.6) / np.tanh(6.0), 1.0]], rtol=1e-6)
+
+
+def test_clipping_both_ways_small_spreads_and_float32_output():
+  # one pair: D[0, 1] = s_1 / s_0 with |s_1| > |s_0|, clipped to +1 (same signs) or -1
+  np.testing.assert_allclose(soft_somers_d(jnp.array([[0.0, 1.0], [0.3, 4.0]])),
+                             [[1.0, 1.0], [np.tanh(0.6) / np.tanh(6.0), 1.0]], rtol=1e-6)
+  # codes 0.01 apart: soft-untied counts of ~1e-3, still measured (not 'constant')
+  d = soft_somers_d(jnp.array([[0.0, 0.0], [0.01, 0.02]]))
+  np.testing.assert_allclose(d, [[1.0, 1.0], [0.5, 1.0]], rtol=1e-3)
+  assert soft_somers_d(jnp.array([[0.0, 1.0], [1.0, 0.0]], jnp.float16)).dtype == jnp.float32
+  with pytest.raises(ValueError, match=r"^soft_somers_d needs at least 2 rows, got 1$"):
+    soft_somers_d(jnp.zeros((1, 3)))

@@ -234,10 +234,13 @@ def test_nan_update_mid_run_leaves_only_finite_checkpoints(tiny_config, tmp_path
   assert gem_jax.load(str(tmp_path)).step == 3
 
 
-def test_resume_skips_a_damaged_newest_checkpoint(finished_run, tmp_path, caplog):
+def test_resume_skips_a_damaged_newest_checkpoint(finished_run, tmp_path, caplog,
+                                                  open_managers):
   """Step 6's data file is cut short: the resume restarts from step 3 (a warning, not the
-  'does not match' error), sets step 6 aside, replays steps 4-6 and logs each step once."""
+  'does not match' error), sets step 6 aside, replays steps 4-6 and logs each step once; the
+  orbax managers it opened are all closed (none of their threads is left running)."""
   config, workdir, full = finished_run
+  before = open_managers()
   run = tmp_path / "run"
   shutil.copytree(workdir, run)
   data = [p for p in (run / "checkpoints" / "6" / "state").rglob("*") if p.parent.name == "d"]
@@ -259,3 +262,4 @@ def test_resume_skips_a_damaged_newest_checkpoint(finished_run, tmp_path, caplog
   assert gem_jax.load(str(run)).step == 6
   steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
   assert steps == [2, 4, 6]
+  assert open_managers() == before

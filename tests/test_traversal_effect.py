@@ -63,3 +63,36 @@ def test_bad_inputs():
     traversal_effect(_FakeModel(None), images, _classifier)
   with pytest.raises(ValueError, match="delta must be positive"):
     traversal_effect(_FakeModel(_alignment((0, 1), (1.0, 1.0))), images, _classifier, delta=0)
+
+
+def test_expected_levels_of_extreme_logits_per_row():
+  logits = np.array([[[1000.0, 990.0]], [[-1000.0, -990.0]]])
+  np.testing.assert_allclose(expected_levels(logits),
+                             [[1 / (1 + np.exp(10.0))], [1 / (1 + np.exp(-10.0))]], rtol=1e-12)
+
+
+class _CodedModel(_FakeModel):
+  """mu = 0 for every image, logvar = 5: only mu may be traversed."""
+
+  def encode(self, images):
+    mu, _ = super().encode(images)
+    return mu, np.full_like(mu, 5.0)
+
+
+def _sum_classifier(images):
+  """One attribute whose level reads both channels: 2 + 10 (c_0 + c_1 - 1), clipped to 0..5."""
+  value = images[:, 0, 0, :2].astype(np.float64).sum(axis=1) / 255.0
+  level = np.clip(np.rint(10 * (value - 1.0)) + 2, 0, 5).astype(int)
+  return np.where(np.arange(6) == level[:, None, None], 50.0, 0.0)
+
+
+def test_the_traversal_starts_from_the_means_and_moves_two_units_by_default():
+  model = _CodedModel(Alignment(attribute_names=("a",), latent_of_attribute=(0,), signs=(1.0,),
+                                correlations=np.zeros((2, 1))))
+  images = np.zeros((3, 4, 4, 3), np.uint8)
+  # z_0 = -2, +2 with z_1 = mu_1 = 0: levels 0 and 4 (c_0 = 0.3, 0.7); from z_1 = 5 both clip.
+  np.testing.assert_allclose(traversal_effect(model, images, _sum_classifier), [[4.0]])
+  np.testing.assert_allclose(traversal_effect(model, images, _sum_classifier, delta=3.0), [[5.0]])
+  with pytest.raises(ValueError, match=r"^traversal_effect needs a model with a latent alignment "
+                     r"\(a GEM run\)$"):
+    traversal_effect(_FakeModel(None), images, _sum_classifier)

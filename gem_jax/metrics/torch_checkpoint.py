@@ -82,7 +82,7 @@ class _LazyTensor:
                                  f"{self.storage.key!r} ({len(flat)} elements)")
     view = np.lib.stride_tricks.as_strided(
         flat[self.offset:], shape=self.size, strides=[t * flat.itemsize for t in self.stride])
-    return np.array(view)
+    return np.array(view, order="C")
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,

@@ -75,6 +75,9 @@ def upgrade_meta(meta: dict) -> dict:
 
 def make_manager(directory: str | Path, *, max_to_keep: int = 3,
                  save_interval_steps: int = 1) -> ocp.CheckpointManager:
+  """An orbax manager of `directory` (created if missing). Close it when done (`with
+  make_manager(...) as manager:` or `manager.close()`): an open one keeps a thread running
+  (orbax's metadata store) and its saves may still be in flight when the interpreter exits."""
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
                                          save_interval_steps=save_interval_steps,
                                          create=True)
@@ -232,10 +235,10 @@ def _read(directory: str | Path, step: int | None, read: Callable) -> tuple[Path
   folder), else the newest step that reads."""
   root, step = _resolve(directory, step)
   _quiet_closed_loop_callbacks()
-  manager = make_manager(root)
-  if step is not None:
-    return root, step, _read_step(manager, step, read)
-  return (root, *_read_newest(manager, read))
+  with make_manager(root) as manager:  # closed: none of its threads outlives the read
+    if step is not None:
+      return root, step, _read_step(manager, step, read)
+    return (root, *_read_newest(manager, read))
 
 
 def _refuse_nonfinite(state, folder: Path, step: int) -> None:
@@ -296,8 +299,9 @@ def restore_state(directory: str | Path, target: Any, step: int | None = None,
   _refuse_nonfinite(raw, folder, step)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.device_get(target))
   try:  # the step reads (above), so a failure here is the model's, not the files'
-    restored = make_manager(root).restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract)))
+    with make_manager(root) as manager:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract)))
   except READ_ERRORS as e:
     raise CheckpointError(f"checkpoint {folder} reads but does not match this model's "
                           f"parameters ({_error_line(e)}): it was saved by another model or "

@@ -108,19 +108,30 @@ def train_and_evaluate(config, workdir: str | Path, resume: bool = False,
   Multi-process (`gem_jax.train.distributed`): every process calls this with the same
   arguments; process 0 writes all but the checkpoints, which all processes save together.
   """
+  workdir = Path(workdir)
   with run_lock(workdir):
-    return _train(resolve_config(config), Path(workdir), resume, graph, vae_params, extra_meta,
-                  guide)
+    config = resolve_config(config)
+    manager = checkpoints.make_manager(workdir / "checkpoints",
+                                       max_to_keep=config.train.keep_checkpoints,
+                                       save_interval_steps=config.train.checkpoint_every)
+    peer_lost = False
+    try:
+      return _train(config, workdir, resume, graph, vae_params, extra_meta, guide, manager)
+    except Exception as e:
+      # When another process is gone, orbax's closing barrier would wait for it until its
+      # heartbeat times out; the checkpoint in flight is left unfinished.
+      peer_lost = distributed.is_lost_peer(e)
+      raise
+    finally:
+      if not peer_lost:  # waits for the checkpoint in flight, then stops orbax's threads
+        manager.close()
 
 
 def _train(config, workdir: Path, resume: bool, graph, vae_params, extra_meta,
-           guide: GuideSet | None) -> TrainState:
-  """train_and_evaluate's body, under the run lock."""
+           guide: GuideSet | None, manager) -> TrainState:
+  """train_and_evaluate's body, under the run lock; the caller closes `manager`."""
   # The objective and step switches, built once.
   cfg = StepConfig.from_config(config, None if guide is None else guide.latents)
-  manager = checkpoints.make_manager(workdir / "checkpoints",
-                                     max_to_keep=config.train.keep_checkpoints,
-                                     save_interval_steps=config.train.checkpoint_every)
   state = _open_or_resume(config, workdir, resume,
                           create_train_state(config, graph, vae_params, cfg.objective),
                           manager)
@@ -143,7 +154,6 @@ def _train(config, workdir: Path, resume: bool, graph, vae_params, extra_meta,
   rstate = replicate(state, devices)
   pending = None
   t0, last_log_step = time.perf_counter(), start
-  peer_lost = False
   try:
     for step in tqdm(range(start + 1, config.train.num_steps + 1), initial=start,
                      total=config.train.num_steps, desc="train", unit="step",
@@ -165,14 +175,7 @@ def _train(config, workdir: Path, resume: bool, graph, vae_params, extra_meta,
         _check_finite(pending, step, manager)
         checkpoints.save(manager, step, unreplicate(rstate), meta,
                          force=step == config.train.num_steps)
-  except Exception as e:
-    # When another process is gone, orbax's closing barrier would wait for it until its
-    # heartbeat times out; the checkpoint in flight is left unfinished.
-    peer_lost = distributed.is_lost_peer(e)
-    raise
   finally:
-    if not peer_lost:
-      manager.wait_until_finished()
     writer.close()
   return unreplicate(rstate)
 
