@@ -112,12 +112,13 @@ def test_the_weak_alignment_error_in_full():
   q = dataclasses.replace(q, rows=(dataclasses.replace(row, carried=False), other, q.rows[2]))
   assert str(q.error(("a", "b"))) == (
       "no latent carries 2 of 3 attributes well enough: gender (z2: +0.12, best other latent "
-      "0.25), age (z3: +0.12, best other latent 0.25); Spearman with the scores (held-out "
-      "scores (300 images)) below config.gem.min_alignment=0.3. Traversals, edits and the graph "
-      "would name latents after attributes they do not carry. Try a; b; or accept it with "
-      "--config.gem.accept_weak_alignment=True (recorded in the stage records; labels then mark "
-      "these attributes as weak). Nothing computed is lost: a rerun reuses the warm-up and "
-      "scores.")
+      "0.25: rho +0.12 below 0.3); age (z3: +0.12, best other latent 0.25: rho +0.12 below "
+      "0.3). Each latent needs a Spearman with its attribute's scores (held-out scores (300 "
+      "images)) of at least config.gem.min_alignment=0.3 and no other latent ordering those "
+      "scores better. Traversals, edits and the graph would name latents after attributes they "
+      "do not carry. Try a; b; or accept it with --config.gem.accept_weak_alignment=True "
+      "(recorded in the stage records; labels then mark these attributes as weak). Nothing "
+      "computed is lost: a rerun reuses the warm-up and scores.")
   assert isinstance(q.error(), WeakAlignmentError)
 
 
@@ -127,10 +128,12 @@ def test_the_text_table():
   q = AlignmentQuality(rows=rows, min_alignment=0.4, checked_on="all 400", truth_on="truth")
   assert q.table().splitlines() == [
       "alignment quality (rho: Spearman; scores: all 400; truth: truth; carried: rho(scores) "
-      ">= 0.4)",
-      "attribute  latent sign rho(scores)   runner-up  margin rho(truth) best(truth)  carried",
-      "bangs          z0    -       +0.91     z2 0.05   +0.86      +0.90        0.95  yes",
-      "gender         z2    +       +0.10               +0.10                         NO (weak)"]
+      ">= 0.4 and margin >= 0)",
+      "attribute  latent sign rho(scores)   runner-up  margin rho(truth) best(truth) steer  "
+      "carried",
+      "bangs          z0    -       +0.91     z2 0.05   +0.86      +0.90        0.95        yes",
+      "gender         z2    +       +0.10               +0.10                               "
+      "NO (weak: rho +0.10 below 0.4)"]
   untold = dataclasses.replace(q, truth_on=None).table().splitlines()[0]
   assert "truth: not known for this data set;" in untold
 
