@@ -302,7 +302,10 @@ def test_tokens_set_the_objectives():
   assert synthetic_gem.get_config("beta_tcvae").model.beta == 6.0
   assert synthetic_gem.get_config("factor_vae").train.batch_size == 64
   assert synthetic_gem.get_config("dear").data.label_key == "attributes"
-  assert synthetic_gem.get_config("gem").model.objective == "gem_scm"  # the graph study's pick
+  c = synthetic_gem.get_config("gem")  # the known-graph study's pick
+  assert (c.model.objective, c.model.graph_learner_kind, c.gem.prior) == ("gem_sparse", "scm",
+                                                                          "pc")
+  assert synthetic_gem.get_config("gem_sparse").gem.prior == "somers_d"
   assert synthetic_gem.get_config("gem_paper").model.objective == "beta_vae"
   c = celeba_gem.get_config("dear")
   assert (c.data.label_key, c.data.label_max, c.model.dear_supergraph) == ("gem_labels", 1,

@@ -40,7 +40,7 @@ def test_a_bad_value_exits_in_one_line_before_the_workdir_is_made(tmp_path, over
 
 
 def test_a_small_image_folder_exits_before_preparation(tmp_path):
-  config = folder_config(tmp_path, 16, gem__num_scored_images=15)
+  config = folder_config(tmp_path, 16, gem__num_scored_images=15, gem__prior="somers_d")
   assert exit_message(config, tmp_path / "run") == (
       "error: config.data.eval_split='test': must hold >= 8 images (the sample grids'); it "
       f"holds 1 (image folder {config.data.image_dir}, 16 files)")
@@ -65,7 +65,7 @@ def test_a_dry_run_prints_the_checks_and_writes_nothing(tmp_path, capsys):
   cli.run_experiment(tiny(tmp_path), str(tmp_path / "run"), resume=False, dry_run=True)
   assert capsys.readouterr().out.splitlines() == [
       "dry run: the config is valid; nothing was trained, sent or written",
-      "run: GEM (gem): warm-up 4 steps at batch 8, 64 images scored by oracle, then 6 steps at "
+      "run: GEM (gem): warm-up 4 steps at batch 8, 128 images scored by oracle, then 6 steps at "
       "batch 8",
       "data: train 512, test 128 images (synthetic_faces/tiny)",
       "scorer: oracle (an offline SIMULATION; no network)"]

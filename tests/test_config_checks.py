@@ -55,7 +55,7 @@ CASES = [
      "(e.g. 64)"),
     (dict(gem__scorer__accuracy=1.5), "config.gem.scorer.accuracy=1.5: must be a number in "
      "[0, 1]"),
-    (dict(gem__num_scored_images=1),
+    (dict(gem__num_scored_images=1, gem__prior="somers_d"),
      "config.gem.num_scored_images=1: must be an integer >= 2"),
     (dict(gem__scorer__concurrency=0),
      "config.gem.scorer.concurrency=0: must be an integer >= 1"),
@@ -67,7 +67,7 @@ CASES = [
      "config.model.adv_scale='image': must be one of 'batch', 'pixel'"),
     (dict(gem__scorer__backend="claude"), "config.gem.scorer.backend='claude': must be one of "
      "'openai', 'gemini', 'oracle', 'replay'"),
-    (dict(gem__prior="pc"), "config.gem.prior='pc': needs at least 100 fully answered scored "
+    (dict(gem__prior="pc", gem__num_scored_images=64), "config.gem.prior='pc': needs at least 100 fully answered scored "
      "images, more than config.gem.num_scored_images=64; or use 'somers_d'"),
     (dict(gem__prior="fci"), "config.gem.prior='fci': must be one of 'somers_d', 'pc', 'ges', "
      "'direct_lingam'"),

@@ -170,6 +170,7 @@ def test_a_guide_batch_larger_than_the_guide_set_is_refused():
 def test_config_checks_bound_the_guide_batch_by_the_guided_images():
   config = synthetic_gem.get_config("tiny,gem")
   config.gem.guidance.weight = 1.0
+  config.gem.num_scored_images = 64
   config.gem.guidance.batch_size = 60  # 64 scored, 13 held out: 51 guide
   problems = config_checks.config_problems(config, num_devices=2)
   assert any(p.startswith("config.gem.guidance.batch_size=60: must be an integer in 1..51")

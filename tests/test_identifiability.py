@@ -18,6 +18,7 @@ from gem_jax.objectives import (
   GemObjective,
   GemRelconObjective,
   GemScmObjective,
+  GemSparseObjective,
   LossContext,
   StepInputs,
   losses,
@@ -158,14 +159,25 @@ def test_relation_consistency_form_changes_when_a_is_folded_into_the_decoder():
   assert abs(folded["relcon"] - with_graph["relcon"]) > 1e-3  # the term reads A: identifiable
 
 
-def test_the_default_gem_is_identifiable():
-  """`gem` (the default GEM, chosen by experiments.graph_study) is not the paper's form: folding
-  A into the decoder's first layer changes its loss."""
+def test_the_default_gem_fits_its_graph_to_the_codes():
+  """`gem` (the default, chosen by experiments.known_graph_study) is gem_sparse on the PC
+  prior: its graph is fitted to the concept codes (tests/test_scm_graph.py), not read through
+  the decoder's input as in the paper's form."""
   config = synthetic_gem.get_config("tiny,gem")
+  assert type(objectives.from_config(config)) is GemSparseObjective
+  assert (config.model.graph_learner_kind, config.gem.prior) == ("scm", "pc")
+  for tokens in ("", "demo", "tiny", "cpu30"):  # no variant token: the default GEM too
+    c = synthetic_gem.get_config(tokens)
+    assert (c.model.objective, c.model.graph_learner_kind, c.gem.prior) == (
+        config.model.objective, "scm", "pc")
+
+
+def test_gem_scm_is_identifiable():
+  """`gem_scm` (the previous default) is not the paper's form: folding A into the decoder's
+  first layer changes its loss."""
+  config = synthetic_gem.get_config("tiny,gem_scm")
   objective = objectives.from_config(config)
   assert type(objective) is not GemObjective  # not the paper's (fold-invariant) form
-  for tokens in ("", "demo", "tiny", "cpu30"):  # no variant token: the default GEM too
-    assert synthetic_gem.get_config(tokens).model.objective == config.model.objective
   vae, disc, vae_params, disc_params, x = _modules_and_params()
   a = _graph_a()
   terms = ("recon", "l_dis")

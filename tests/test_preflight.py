@@ -58,7 +58,7 @@ def test_a_small_image_folder_is_refused_before_preparation(tmp_path):
     check_data(config)
   assert str(info.value) == (
       "2 problems with the config:\n"
-      "  config.gem.num_scored_images=64: must be at most the 15 images of the 'train' split "
+      "  config.gem.num_scored_images=128: must be at most the 15 images of the 'train' split "
       f"(image folder {folder}, 16 files)\n"
       "  config.data.eval_split='test': must hold >= 8 images (the sample grids'); it holds 1 "
       f"(image folder {folder}, 16 files)")
@@ -223,8 +223,8 @@ def test_a_dry_run_sends_nothing_and_estimates_the_cost(tmp_path, monkeypatch):
                     dry_run=True)
   assert lines == [
       TINY,
-      "scorer: openai:gpt-4o: 64 requests, ~20,224 input + ~1,344 output tokens, estimated cost "
-      "~$0.06 (an estimate; re-asks/retries not included); answers already in the run's cache "
+      "scorer: openai:gpt-4o: 128 requests, ~40,448 input + ~2,688 output tokens, estimated cost "
+      "~$0.13 (an estimate; re-asks/retries not included); answers already in the run's cache "
       "are not sent again",
       f"scorer: a real run would stop here: {NO_OPENAI_KEY}"]
   with OpenAIFakeServer() as srv:

@@ -144,7 +144,7 @@ def _assert_close(a, b):
     np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-6)
 
 
-@pytest.mark.parametrize("token", ["gem", "gem_paper", "dear", "factor_vae"])
+@pytest.mark.parametrize("token", ["gem_scm", "gem_paper", "dear", "factor_vae"])
 def test_the_shared_forward_pass_gives_the_old_steps_gradients(token):
   (grads, disc_grads), (old_grads, old_disc_grads) = _both(token)
   _assert_close(grads, old_grads)
@@ -154,20 +154,20 @@ def test_the_shared_forward_pass_gives_the_old_steps_gradients(token):
 
 @pytest.mark.parametrize("step", [8, 9])
 def test_lazy_r1_is_the_full_penalty_times_the_interval_on_every_interval_th_step(step):
-  (grads, disc_grads), (old_grads, old_disc_grads) = _both("gem", r1_interval=4, step=step)
+  (grads, disc_grads), (old_grads, old_disc_grads) = _both("gem_scm", r1_interval=4, step=step)
   _assert_close(grads, old_grads)
   _assert_close(disc_grads, old_disc_grads)  # step 8: R1 x 4; step 9: no R1
 
 
 def test_lazy_r1_interval_must_be_positive():
-  config = _config("gem")
+  config = _config("gem_scm")
   config.model.disc_r1_interval = 0
   with pytest.raises(ValueError, match="disc_r1_interval must be >= 1"):
     StepConfig.from_config(config)
 
 
 def test_the_prior_decoded_with_the_reconstructions_equals_its_own_decode():
-  config, state, _ = _setup("gem")
+  config, state, _ = _setup("gem_scm")
   vae = make_model(config.model)
   rng = np.random.default_rng(1)
   x = rng.uniform(size=(3, 64, 64, 3)).astype(np.float32)

@@ -105,7 +105,7 @@ def _learned_graph(config, state):
 
 
 def test_no_learner_keeps_a_at_a0():
-  config = _config("gem,no_learner")
+  config = _config("gem_scm,no_learner")
   after, history = _run(config, _state(config), _images(), 1, 3)
   np.testing.assert_array_equal(_learned_graph(config, after), A0)
   np.testing.assert_array_equal(after.graph["anchor"], A0)
@@ -117,7 +117,7 @@ def test_learner_moves_a_and_keeps_free_latents_edgeless():
   moves the anchor to tau * anchor + (1 - tau) * A, A the graph the step read, and reports
   ||offdiag(A - anchor)||^2; A drifts from A_0 by more than 1e-3 and less than 0.1 (a recorded
   run: 0.026), with no edge of the free latent and a unit diagonal."""
-  config = _config("gem")
+  config = _config("gem_scm")  # the GCN learner and its anchor
   config.train.learning_rate = 1e-2
   config.model.anchor_tau = 0.8  # a step the check can see (0.999 in the presets)
   state = _state(config)

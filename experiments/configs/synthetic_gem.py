@@ -8,22 +8,27 @@ The string after ':' is a comma-separated list of tokens (big_vision style):
             warm-up beta 0.5, guided), 'paper_demo' (the demo's budget in the paper's fully
             unsupervised form, d = 6: its latents do not carry the attributes, measured),
             'cpu30' (half an hour on 2 CPU cores), 'tiny' (seconds; tests)
-  variants  'beta_vae' (the β-VAE branch alone), 'gem' (default: DisGraph with the graph
-            learner + joint discriminator, with the KL on the noise of the SCM z = W^T z + eps
-            that A defines, W = A - I, so that A is identifiable: objective 'gem_scm', chosen
-            by `experiments.graph_study`, docs/results/graph_study.md), 'gem_single' (the
+  variants  'beta_vae' (the β-VAE branch alone), 'gem' (default: the joint discriminator and
+            the DisGraph fitted to the concept codes, objective 'gem_sparse', on the skeleton
+            PC finds in the scores, config.gem.prior = 'pc'; chosen by
+            `experiments.known_graph_study`, docs/results/known_graph_study.md),
+            'gem_sparse' (the same learner on the paper's prior, Somers' D), 'gem_single' (the
             paper's GEM (Single): A fixed at A_0, no learner, the paper's loss), 'gem_paper'
-            (the paper's form, kept for reproduction: A reaches the losses only through the
-            decoder's input, where its first dense layer can absorb it, so A is not
-            identifiable; docs/design.md), 'gem_scm' ('gem' under its own name), 'gem_relcon'
-            (GEM with a relation-consistency term between A and the soft Somers' D of the
-            codes: identifiable, measured worse; gem_jax/objectives/gem_relcon.py);
+            (the paper's form, kept for reproduction: the GCN learner, A reaches the losses
+            only through the decoder's input, where its first dense layer can absorb it, so A
+            is not identifiable; docs/design.md), 'gem_scm' (the previous default: KL on the
+            noise of the SCM z = W^T z + eps that A defines), 'gem_relcon' (a relation-
+            consistency term between A and the soft Somers' D of the codes, measured worse;
+            gem_jax/objectives/gem_relcon.py); the 'gem_*' variants other than 'gem' build A_0
+            from Somers' D;
             Table 1 baselines sharing GEM's encoder and decoder (`experiments.baselines`):
             'beta_tcvae', 'factor_vae', 'dear' (plain VAE = 'beta_vae,vae')
   ablations 'unsupervised' (no MLLM guidance: the paper's fully unsupervised form,
             config.gem.guidance.weight = 0), 'no_learner', 'no_adversarial', 'adv_pixel' (the
             adversarial term weighed per
-            pixel value, model.adv_scale='pixel'), 'vae' (beta = 1)
+            pixel value, model.adv_scale='pixel'), 'vae' (beta = 1); gem_sparse's
+            'linear_graph', 'no_sparsity', 'acyclic'; the prior: 'pc_prior', 'ges_prior',
+            'somers_prior' (the paper's); 'steer', 'no_steer'
   networks  'paper_arch' (the residual encoder, decoder and joint discriminator sized like the
             GEM paper's, about 46 M parameters, gem_jax/models/paper.py; applied last, so
             it overrides a preset's widths); without it the Burgess et al. (2018) networks
@@ -38,12 +43,16 @@ BASELINES = ("beta_tcvae", "factor_vae", "dear")
 VARIANTS = ("beta_vae", "gem", "gem_single", "gem_paper", "gem_scm", "gem_relcon",
             "gem_sparse") + BASELINES
 ABLATIONS = ("no_learner", "no_adversarial", "adv_pixel", "vae", "unsupervised", "linear_graph",
-             "no_sparsity", "acyclic", "pc_prior", "ges_prior", "steer", "no_steer")
+             "no_sparsity", "acyclic", "pc_prior", "ges_prior", "somers_prior", "steer",
+             "no_steer")
 NETWORKS = ("paper_arch",)
 ATTRIBUTES = ("bangs", "bald", "gender", "beard", "blond", "makeup")
-# The default GEM's objective (docs/design.md, "The graph study"): the SCM prior, under which A
-# is identifiable; 'gem_paper' keeps the paper's form ('beta_vae').
-GEM_OBJECTIVE = "gem_scm"
+# The default GEM (docs/design.md, "A graph the codes can support"; docs/results/
+# known_graph_study.md): the DisGraph fitted to the concept codes ('gem_sparse') on the skeleton
+# PC finds in the scores (GEM_PRIOR). 'gem_paper' keeps the paper's form ('beta_vae' objective,
+# GCN learner, Somers' D prior); 'gem_scm' the previous default.
+GEM_OBJECTIVE = "gem_sparse"
+GEM_PRIOR = "pc"
 # Table 1's methods by name: the tokens each method's run config is built from (the one copy;
 # experiments.baselines, experiments.benchmark and the table1 config read it).
 METHOD_TOKENS = {
@@ -85,12 +94,12 @@ def _base() -> ml_collections.ConfigDict:
   c.model.beta = 4.0
   c.model.graph_learner = True     # GCN refinement of A (Eq. 9); False: A = A_0
   c.model.gcn_layers = 2
-  c.model.graph_learner_kind = "gcn"  # gcn (Eq. 9) | scm (mechanisms fitted to the codes)
+  c.model.graph_learner_kind = "scm"  # scm (mechanisms fitted to the codes) | gcn (Eq. 9)
   c.model.graph_fit_weight = 1.0   # gem_sparse: weight of the graph's fit to the codes
   c.model.graph_l1 = 0.2           # gem_sparse: group lasso per edge (chosen on simulated SCMs)
   c.model.graph_quadratic = True   # gem_sparse: each edge's curvature Q besides its slope W
   c.model.graph_acyclic = 0.0      # gem_sparse: weight of NOTEARS' h(A) (0: 2-cycles allowed)
-  c.model.lambda_anchor = 1.0      # weight of ||A - A_anchor||^2 (docs/decisions.md)
+  c.model.lambda_anchor = 0.0      # weight of ||A - A_anchor||^2 (gcn learner: 1.0; decisions.md)
   c.model.anchor_tau = 0.999       # SUBLIME bootstrapping
   c.model.adversarial = True       # joint discriminator D(x, z) (Eq. 5)
   c.model.lambda_dis = 0.6         # paper defaults (Eq. 6)
@@ -104,7 +113,7 @@ def _base() -> ml_collections.ConfigDict:
   c.model.disc_r1_gamma = 10.0     # R1 penalty on D's real pairs (0: off; docs/decisions.md)
   c.model.disc_r1_stride = 8       # R1 on every 8th real pair: 1/8 of its cost (decisions.md)
   c.model.disc_r1_interval = 1     # R1 on every k-th step, weight x k (lazy R1; decisions.md)
-  c.model.objective = GEM_OBJECTIVE  # gem_scm (GEM) | beta_vae (paper form, branch) | ...
+  c.model.objective = GEM_OBJECTIVE  # gem_sparse (GEM) | gem_scm | beta_vae (paper form) | ...
   c.model.capacity_max = 0.0       # nats; > 0: beta * |KL - C(t)| (Burgess et al. 2018)
   c.model.capacity_steps = 1       # C(t) reaches capacity_max after this many steps
 
@@ -115,7 +124,7 @@ def _base() -> ml_collections.ConfigDict:
   c.train.adam_b1 = 0.9
   c.train.adam_b2 = 0.999
   c.train.grad_clip_norm = 0.0     # 0: off
-  c.train.graph_learning_rate = placeholder(float)  # the DisGraph's own Adam rate; unset: same
+  c.train.graph_learning_rate = 1e-2  # the DisGraph's own Adam rate (None: learning_rate)
   c.train.num_steps = 30_000
   c.train.num_devices = 0          # 0: all local devices
   c.train.log_every = 50
@@ -135,8 +144,9 @@ def _base() -> ml_collections.ConfigDict:
   c.gem.min_valid_fraction = 0.9   # scoring fails below this share of fully answered images
   c.gem.attributes = ",".join(ATTRIBUTES)
   # The graph A_0 is built from (gem_jax/relations/discovery.py): "somers_d" (the paper's: S),
-  # or S kept on the skeleton "pc" | "ges" | "direct_lingam" finds in the scores alone.
-  c.gem.prior = "somers_d"
+  # or S kept on the skeleton "pc" | "ges" | "direct_lingam" finds in the scores alone. PC
+  # needs 100 fully answered scored images (config check).
+  c.gem.prior = GEM_PRIOR
   # Alignment guard (docs/design.md, "Alignment quality"): stage 3 stops the pipeline when an
   # attribute's latent correlates with its scores below this |Spearman| (held-out scores when
   # guided), unless accept_weak_alignment (then recorded in the stage records).
@@ -224,22 +234,24 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
     m.name, m.graph_learner, m.adversarial, m.lambda_dis = "beta_vae", False, False, 1.0
     m.objective = "beta_vae"
     c.train.batch_size = 64
-  elif token == "gem":
+  elif token == "gem":  # the defaults of _base(): gem_sparse on the PC prior
     m.name, m.graph_learner, m.adversarial = "gem", True, True
-    m.objective = GEM_OBJECTIVE
-  elif token == "gem_single":
-    m.name, m.graph_learner, m.adversarial = "gem_single", False, True
-    m.objective = "beta_vae"
-  elif token == "gem_paper":
-    m.name, m.graph_learner, m.adversarial = "gem_paper", True, True
-    m.objective = "beta_vae"
-  elif token in ("gem_scm", "gem_relcon"):
-    m.name, m.graph_learner, m.adversarial = token, True, True
-    m.objective = token
-  elif token == "gem_sparse":  # the graph fitted to the codes (gem_jax/objectives/gem_sparse.py)
+    m.objective, m.graph_learner_kind, m.lambda_anchor = GEM_OBJECTIVE, "scm", 0.0
+    c.train.graph_learning_rate = 1e-2
+    c.gem.prior = GEM_PRIOR
+  elif token == "gem_sparse":  # the graph fitted to the codes on the paper's prior (Somers' D)
     m.name, m.graph_learner, m.adversarial = token, True, True
     m.objective, m.graph_learner_kind, m.lambda_anchor = token, "scm", 0.0
     c.train.graph_learning_rate = 1e-2
+    c.gem.prior = "somers_d"
+  elif token in ("gem_single", "gem_paper", "gem_scm", "gem_relcon"):
+    # The paper's GEM (Single): A fixed at A_0; its GEM: the GCN learner and the paper's loss;
+    # the earlier identifiable objectives. All on the paper's prior, A_0 = Somers' D.
+    m.name, m.graph_learner, m.adversarial = token, token != "gem_single", True
+    m.objective = token if token in ("gem_scm", "gem_relcon") else "beta_vae"
+    m.graph_learner_kind, m.lambda_anchor = "gcn", 1.0
+    c.train.graph_learning_rate = None
+    c.gem.prior = "somers_d"
   elif token in BASELINES:
     _apply_baseline(c, token)
   elif token == "no_learner":
@@ -262,8 +274,8 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
     else:
       m.graph_acyclic = 1.0
     m.name += "-" + token
-  elif token in ("pc_prior", "ges_prior"):  # A_0 from a discovery method's skeleton
-    c.gem.prior = token.split("_")[0]
+  elif token in ("pc_prior", "ges_prior", "somers_prior"):  # what A_0 is built from
+    c.gem.prior = "somers_d" if token == "somers_prior" else token.split("_")[0]
     m.name += "-" + token
   elif token in ("steer", "no_steer"):  # the decoder's steering term in stage 4 (weight 10)
     c.gem.steer.weight = 10.0 if token == "steer" else 0.0
@@ -325,7 +337,7 @@ def _apply_preset(c: ml_collections.ConfigDict, token: str) -> None:
     c.gem.warmup_steps = 4
     c.gem.warmup_batch_size = 8
     c.gem.warmup_learning_rate = 1e-3
-    c.gem.num_scored_images = 64
+    c.gem.num_scored_images = 128   # PC, the default prior, needs 100 fully answered
     c.data.validation_images = 128  # of the tiny config's 512 training images
     c.gem.steerability_images = 8
     c.gem.steerability_reader_steps = 2
