@@ -19,7 +19,7 @@ def test_the_study_measures_every_setting_and_resumes_without_training(tfds_dir,
   saved = json.loads((tmp_path / "results" / "alignment_study.json").read_text())
   assert sorted(saved["runs"]) == ["tiny_d6", "tiny_guided"]
   unguided, guided = saved["runs"]["tiny_d6"]["0"], saved["runs"]["tiny_guided"]["0"]
-  assert unguided["checked_on"].startswith("all 64 scored images")
+  assert unguided["checked_on"].startswith("all 128 scored images")
   assert guided["checked_on"] == "13 held-out scored images (never guided)"
   for run in (unguided, guided):
     assert list(run["attributes"]) == ["bangs", "bald", "gender", "beard", "blond", "makeup"]

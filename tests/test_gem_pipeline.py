@@ -172,7 +172,7 @@ def test_each_stage_records_what_produced_it(gem_run):
 
 
 @pytest.mark.parametrize("key, value, stage", [
-    ("gem.num_scored_images", 32, "scoring"), ("gem.scorer.accuracy", 0.5, "scoring"),
+    ("gem.num_scored_images", 120, "scoring"), ("gem.scorer.accuracy", 0.5, "scoring"),
     ("model.beta", 1.0, "warm-up"), ("model.lambda_adv", 0.1, "GEM"),
     # A lazy R1 interval is a function of the step, whatever the checkpoint interval; another
     # interval is another stage 4 (a rerun with it is refused, nothing is overwritten).
@@ -197,14 +197,14 @@ def test_scoring_with_too_few_valid_answers_fails_and_is_redone(tfds_dir, tmp_pa
   config = synthetic_gem.get_config("tiny,gem")
   config.data.data_dir = tfds_dir
   real = gem_pipeline.run_scoring
-  failing = lambda *a: np.where(np.arange(64)[:, None] < 40, -1, real(*a))  # 24 of 64 valid
+  failing = lambda *a: np.where(np.arange(128)[:, None] < 80, -1, real(*a))  # 48 of 128 valid
   monkeypatch.setattr(gem_pipeline, "run_scoring", failing)
   monkeypatch.setattr(gem_pipeline, "run_warmup", lambda *a: None)
   with pytest.raises(gem_pipeline.ScoringIncompleteError,
-                     match=r"24 of 64 images \(37.5%\) .*min_valid_fraction=0.9"):
+                     match=r"48 of 128 images \(37.5%\) .*min_valid_fraction=0.9"):
     gem_pipeline.run_shared_stages(config, tmp_path)
   record = json.loads((tmp_path / "scores" / "stage.json").read_text())
-  assert (record["complete"], record["valid_images"]) == (False, 24)
+  assert (record["complete"], record["valid_images"]) == (False, 48)
   calls = []
   monkeypatch.setattr(gem_pipeline, "run_scoring", lambda *a: calls.append(1) or real(*a))
   with pytest.raises(CheckpointError):  # scoring is redone; the skipped warm-up is missing
