@@ -67,8 +67,9 @@ CASES = [
      "config.model.adv_scale='image': must be one of 'batch', 'pixel'"),
     (dict(gem__scorer__backend="claude"), "config.gem.scorer.backend='claude': must be one of "
      "'openai', 'gemini', 'oracle', 'replay'"),
-    (dict(gem__prior="pc", gem__num_scored_images=64), "config.gem.prior='pc': needs at least 100 fully answered scored "
-     "images, more than config.gem.num_scored_images=64; or use 'somers_d'"),
+    (dict(gem__prior="pc", gem__num_scored_images=64),
+     "config.gem.prior='pc': needs at least 100 fully answered scored images, more than "
+     "config.gem.num_scored_images=64; or use 'somers_d'"),
     (dict(gem__prior="fci"), "config.gem.prior='fci': must be one of 'somers_d', 'pc', 'ges', "
      "'direct_lingam'"),
     (dict(model__latent_dim=4), "config.model.latent_dim=4: must be >= the 6 attributes of "
