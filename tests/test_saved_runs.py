@@ -66,6 +66,7 @@ def _config(token: str, tfds_dir: str):
   if token == "gem":
     config.model.name = "gem"
     config.gem.guidance.weight = 0.0
+  config.gem.num_scored_images = 64   # the old commit's tiny preset
   config.data.data_dir = tfds_dir
   return config
 
@@ -117,7 +118,6 @@ def test_configs_saved_before_a_key_existed_are_upgraded():
 
 def test_scoring_stage_gives_the_old_commits_scores(tfds_dir, tmp_path):
   config = _config("gem", tfds_dir)
-  config.gem.num_scored_images = 64   # the old commit's tiny preset
   examples = load_examples(config.data, config.data.split, config.gem.num_scored_images)
   scores = gem_pipeline.run_scoring(config, tmp_path / "scores", examples)
   old = np.load(FIXTURE / "gem" / "scores" / "scores.npy")

@@ -210,9 +210,18 @@ def _baseline_fields(c: ml_collections.ConfigDict) -> None:
   c.train.disc_adam_b2 = placeholder(float)  # unset: adam_b2 (FactorVAE: 0.9)
 
 
+def _without_graph(c: ml_collections.ConfigDict) -> None:
+  """A model without a DisGraph (the β-VAE branch, the baselines) keeps the graph settings of
+  the runs saved before `gem_sparse` became GEM's default, so that those runs resume."""
+  c.model.graph_learner_kind, c.model.lambda_anchor = "gcn", 1.0
+  c.train.graph_learning_rate = None
+  c.gem.prior = "somers_d"
+
+
 def _apply_baseline(c: ml_collections.ConfigDict, token: str) -> None:
   """A Table 1 baseline: GEM's encoder and decoder, A = I, batch 64 like the β-VAE branch."""
   m = c.model
+  _without_graph(c)
   m.name, m.objective = token, token
   m.graph_learner, m.adversarial, m.lambda_dis = False, False, 1.0
   m.disc_r1_gamma = 0.0            # as published: no gradient penalty on their discriminators
@@ -233,6 +242,7 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
   if token == "beta_vae":
     m.name, m.graph_learner, m.adversarial, m.lambda_dis = "beta_vae", False, False, 1.0
     m.objective = "beta_vae"
+    _without_graph(c)
     c.train.batch_size = 64
   elif token == "gem":  # the defaults of _base(): gem_sparse on the PC prior
     m.name, m.graph_learner, m.adversarial = "gem", True, True
