@@ -23,7 +23,7 @@ import jax
 
 from gem_jax.models.scm_graph import acyclicity, scm_effects, scm_fit_loss
 from gem_jax.objectives import losses
-from gem_jax.objectives.base import LossContext, LossOutput
+from gem_jax.objectives.base import AXIS, LossContext, LossOutput
 from gem_jax.objectives.gem_scm import GemScmObjective, scm_kl
 
 __all__ = ["GemSparseObjective"]
@@ -70,8 +70,11 @@ class GemSparseObjective(GemScmObjective):
 
   def generator_loss(self, ctx: LossContext) -> LossOutput:
     out = super().generator_loss(ctx)
+    # The fit reads the global batch's codes (gathered over the devices), so that one device
+    # and several fit the same mechanisms to the same batch.
+    codes = jax.lax.all_gather(ctx.out["mu"], AXIS, tiled=True)
     fit, group = scm_fit_loss(ctx.params["graph"], ctx.graph["a0"], ctx.graph["edge_mask"],
-                              ctx.out["mu"], self.quadratic)
+                              codes, self.quadratic)
     graph_loss = fit + self.l1 * group
     metrics = {**out.metrics, "graph_fit": fit, "graph_group_norm": group}
     if self.acyclic_weight:
