@@ -65,6 +65,11 @@ def _run(args: list[str], timeout_s: int) -> dict:
           "stderr_tail": proc.stderr[-2000:]}
 
 
+# The smoke's paper-arch runs: the same residual networks, narrow (the paper's widths compile
+# for minutes on a CPU; the smoke checks that every piece runs and reports, not its speed).
+SMOKE_PAPER_WIDTHS = {"width": 8, "hidden": 64, "disc_width": 8, "disc_hidden": 64}
+
+
 def _benchmark_runs(smoke: bool) -> list[tuple[str, list[str]]]:
   runs = []
   for model in ("beta_vae", "gem"):
@@ -79,6 +84,8 @@ def _benchmark_runs(smoke: bool) -> list[tuple[str, list[str]]]:
       for batch in batches:
         args = ["experiments.benchmark", "--model", model, "--batch_size", str(batch),
                 "--steps", str(steps), "--num_devices", "1"]
+        if smoke and arch == "paper":  # the paper's residual networks at the smallest widths
+          args += [f"--set=model.{k}={v}" for k, v in SMOKE_PAPER_WIDTHS.items()]
         runs.append((f"{model}/{arch}/b{batch}", args + (["--run_tokens", tokens] if tokens
                                                          else [])))
   return runs
