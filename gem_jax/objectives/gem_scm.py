@@ -10,8 +10,8 @@ With q(z|x) = N(mu, diag s^2), eps is Gaussian with mean mu M and covariance M^T
 the encoder's codes, not through the decoder, so folding A into the decoder's first layer
 changes the loss: A is identifiable. With A = I it is the β-VAE's KL. The joint
 discriminator's negatives are decoded from the SCM prior z' = (I - W^T)^-1 eps'.
-Registry name 'gem_scm'; config token 'gem_scm'. Not the default: its effect on relation
-recovery is not measured yet.
+Registry name 'gem_scm'; config token 'gem_scm'. GEM's default from the graph study until the
+known-graph study chose 'gem_sparse' (docs/design.md, "The default GEM").
 """
 from __future__ import annotations
 
