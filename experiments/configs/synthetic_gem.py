@@ -210,9 +210,10 @@ def _baseline_fields(c: ml_collections.ConfigDict) -> None:
   c.train.disc_adam_b2 = placeholder(float)  # unset: adam_b2 (FactorVAE: 0.9)
 
 
-def _without_graph(c: ml_collections.ConfigDict) -> None:
-  """A model without a DisGraph (the β-VAE branch, the baselines) keeps the graph settings of
-  the runs saved before `gem_sparse` became GEM's default, so that those runs resume."""
+def _paper_graph_settings(c: ml_collections.ConfigDict) -> None:
+  """The graph settings before `gem_sparse` became GEM's default: the GCN learner with its
+  anchor, one learning rate, Somers' D as A_0. The paper's GEM forms use them; models without a
+  DisGraph (the β-VAE branch, the baselines) keep them so that their saved runs resume."""
   c.model.graph_learner_kind, c.model.lambda_anchor = "gcn", 1.0
   c.train.graph_learning_rate = None
   c.gem.prior = "somers_d"
@@ -221,7 +222,7 @@ def _without_graph(c: ml_collections.ConfigDict) -> None:
 def _apply_baseline(c: ml_collections.ConfigDict, token: str) -> None:
   """A Table 1 baseline: GEM's encoder and decoder, A = I, batch 64 like the β-VAE branch."""
   m = c.model
-  _without_graph(c)
+  _paper_graph_settings(c)
   m.name, m.objective = token, token
   m.graph_learner, m.adversarial, m.lambda_dis = False, False, 1.0
   m.disc_r1_gamma = 0.0            # as published: no gradient penalty on their discriminators
@@ -242,26 +243,21 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
   if token == "beta_vae":
     m.name, m.graph_learner, m.adversarial, m.lambda_dis = "beta_vae", False, False, 1.0
     m.objective = "beta_vae"
-    _without_graph(c)
+    _paper_graph_settings(c)
     c.train.batch_size = 64
-  elif token == "gem":  # the defaults of _base(): gem_sparse on the PC prior
-    m.name, m.graph_learner, m.adversarial = "gem", True, True
+  elif token in ("gem", "gem_sparse"):
+    # The graph fitted to the codes: 'gem' (the defaults of _base()) on the PC prior,
+    # 'gem_sparse' on the paper's prior (Somers' D).
+    m.name, m.graph_learner, m.adversarial = token, True, True
     m.objective, m.graph_learner_kind, m.lambda_anchor = GEM_OBJECTIVE, "scm", 0.0
     c.train.graph_learning_rate = 1e-2
-    c.gem.prior = GEM_PRIOR
-  elif token == "gem_sparse":  # the graph fitted to the codes on the paper's prior (Somers' D)
-    m.name, m.graph_learner, m.adversarial = token, True, True
-    m.objective, m.graph_learner_kind, m.lambda_anchor = token, "scm", 0.0
-    c.train.graph_learning_rate = 1e-2
-    c.gem.prior = "somers_d"
+    c.gem.prior = GEM_PRIOR if token == "gem" else "somers_d"
   elif token in ("gem_single", "gem_paper", "gem_scm", "gem_relcon"):
     # The paper's GEM (Single): A fixed at A_0; its GEM: the GCN learner and the paper's loss;
     # the earlier identifiable objectives. All on the paper's prior, A_0 = Somers' D.
     m.name, m.graph_learner, m.adversarial = token, token != "gem_single", True
     m.objective = token if token in ("gem_scm", "gem_relcon") else "beta_vae"
-    m.graph_learner_kind, m.lambda_anchor = "gcn", 1.0
-    c.train.graph_learning_rate = None
-    c.gem.prior = "somers_d"
+    _paper_graph_settings(c)
   elif token in BASELINES:
     _apply_baseline(c, token)
   elif token == "no_learner":
