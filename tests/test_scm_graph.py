@@ -1,6 +1,8 @@
 """gem_sparse's DisGraph learner (`models.scm_graph.ScmGraph`): it starts at A_0 on A_0's
 support, learns its mechanisms from the codes alone, prunes what the codes do not support, and
 nothing but its own term moves it."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -123,3 +125,129 @@ def test_the_train_step_moves_the_graph_by_its_fit_and_nothing_else(tfds_dir):
     before = start.params["graph"]["params"]["learner"]["w"]
     after = unreplicate(state).params["graph"]["params"]["learner"]["w"]
     assert (not np.allclose(before, after)) == moves, (weight, np.abs(after - before).max())
+
+
+# gem_sparse's objective, term by term, on a hand-made batch (no step to compile).
+def _sparse_objective(**model):
+  from gem_jax.objectives.gem_sparse import GemSparseObjective
+  config = synthetic_gem.get_config("tiny,gem_sparse")
+  config.model.update(model)
+  return GemSparseObjective.from_config(config)
+
+
+def _context(a0=A0, mask=None):
+  from gem_jax.objectives.base import LossContext, StepInputs
+  rng = np.random.default_rng(3)
+  if mask is None:
+    mask = np.array([True, True, True, False])  # latent 4 free: no edges
+  graph_params = DisGraph(latent_dim=4, kind="scm").init(jax.random.PRNGKey(2), a0)
+  # Moved off the initial point (curvature Q starts at zero), so that every term is non-zero.
+  graph_params = jax.tree.map(
+      lambda v: v + 0.2 * jnp.asarray(rng.normal(size=v.shape), v.dtype), graph_params)
+  params = {"graph": graph_params}
+  graph = {"a0": jnp.asarray(a0), "edge_mask": jnp.asarray(mask)}
+  x = jnp.asarray(rng.uniform(size=(6, 4, 4, 3)), jnp.float32)
+  out = {"mu": jnp.asarray(_codes(6)), "logvar": jnp.asarray(rng.normal(size=(6, 4)) * 0.1,
+                                                             jnp.float32),
+         "logits": jnp.asarray(rng.normal(size=(6, 4, 4, 3)), jnp.float32)}
+  inputs = StepInputs(x, None, None, None, None, jnp.int32(0))
+  a = DisGraph(latent_dim=4, kind="scm").apply(params["graph"], graph["a0"], graph["edge_mask"])
+  return LossContext(params, {}, graph, inputs, out, a, None, None)
+
+
+def test_gem_sparse_reads_its_four_settings_and_keeps_gem_scms():
+  from gem_jax.objectives.gem_scm import GemScmObjective
+  objective = _sparse_objective(graph_fit_weight=2.5, graph_l1=0.05, graph_quadratic=False,
+                                graph_acyclic=0.7, beta=3.0)
+  assert (objective.fit_weight, objective.l1, objective.quadratic,
+          objective.acyclic_weight) == (2.5, 0.05, False, 0.7)
+  config = synthetic_gem.get_config("tiny,gem_sparse")
+  config.model.beta = 3.0
+  base = GemScmObjective.from_config(config)
+  for field in dataclasses.fields(base):
+    assert getattr(objective, field.name) == getattr(base, field.name), field.name
+  old = synthetic_gem.get_config("tiny,gem_sparse")  # a run's config from before the four
+  for key in ("graph_fit_weight", "graph_l1", "graph_quadratic", "graph_acyclic"):
+    del old.model[key]
+  defaults = type(objective).from_config(old)
+  assert (defaults.fit_weight, defaults.l1, defaults.quadratic,
+          defaults.acyclic_weight) == (1.0, 0.2, True, 0.0)
+
+
+def test_gem_sparse_samples_its_prior_from_the_learned_effects_with_stopped_gradients():
+  from gem_jax.objectives.gem_sparse import GemSparseObjective
+  ctx = _context()
+  w = GemSparseObjective.prior_weights(ctx.params, ctx.graph, ctx.a)
+  expected = scm_effects(ctx.params["graph"], ctx.graph["a0"], ctx.graph["edge_mask"])
+  np.testing.assert_allclose(np.asarray(w), np.asarray(expected), atol=1e-7)
+  assert float(jnp.abs(w).sum()) > 0  # the effects are not A's off-diagonal zeros
+  grad = jax.grad(lambda p: GemSparseObjective.prior_weights(p, ctx.graph, ctx.a).sum())(
+      ctx.params)
+  assert all(float(jnp.abs(g).sum()) == 0.0 for g in jax.tree.leaves(grad))
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_gem_sparse_dis_loss_is_recon_plus_beta_times_the_scm_kl_under_the_learned_effects(
+    likelihood):
+  from gem_jax.objectives import losses
+  from gem_jax.objectives.gem_scm import scm_kl
+  objective = _sparse_objective(beta=3.0, likelihood=likelihood, sigma=0.3)
+  ctx = _context()
+  loss, metrics = objective.dis_loss(ctx)
+  recon = losses.reconstruction_nll(ctx.out["logits"], ctx.inputs.x, likelihood, 0.3).mean()
+  w = scm_effects(ctx.params["graph"], ctx.graph["a0"], ctx.graph["edge_mask"])
+  kl = scm_kl(ctx.out["mu"], ctx.out["logvar"], w).mean()
+  np.testing.assert_allclose(float(metrics["recon"]), float(recon), rtol=1e-6)
+  np.testing.assert_allclose(float(metrics["kl"]), float(kl), rtol=1e-5)
+  np.testing.assert_allclose(float(loss), float(recon + 3.0 * kl), rtol=1e-6)
+  assert float(metrics["loss"]) == float(loss)
+
+
+@pytest.mark.parametrize("acyclic", [0.0, 0.5])
+def test_gem_sparse_adds_the_weighted_fit_to_gem_scms_total(monkeypatch, acyclic):
+  """total = gem_scm's total + fit_weight * (fit + l1 * group [+ acyclic * h(A)]), the fit on
+  the batch gathered over the devices (here one, under vmap's axis)."""
+  from gem_jax.objectives.base import AXIS, LossOutput
+  from gem_jax.objectives.gem_scm import GemScmObjective
+  monkeypatch.setattr(GemScmObjective, "generator_loss",  # gem_scm's terms: 7 + sum(A)
+                      lambda self, ctx: LossOutput(7.0 + ctx.a.sum(), {"base": jnp.float32(1.0)},
+                                                   {"d": jnp.float32(5.0)}))
+  objective = _sparse_objective(graph_fit_weight=2.0, graph_l1=0.3, graph_quadratic=False,
+                                graph_acyclic=acyclic)
+  ctx = _context()
+  out = jax.vmap(objective.generator_loss, axis_name=AXIS)(
+      jax.tree.map(lambda v: v[None], ctx))
+  fit, group = scm_fit_loss(ctx.params["graph"], ctx.graph["a0"], ctx.graph["edge_mask"],
+                            ctx.out["mu"], False)
+  h = acyclicity(ctx.a)
+  assert float(h) > 0  # A_0 holds two-way edges
+  expected = 7.0 + ctx.a.sum() + 2.0 * (fit + 0.3 * group + acyclic * h)
+  np.testing.assert_allclose(float(out.total[0]), float(expected), rtol=1e-5)
+  np.testing.assert_allclose(float(out.metrics["graph_fit"][0]), float(fit), rtol=1e-6)
+  np.testing.assert_allclose(float(out.metrics["graph_group_norm"][0]), float(group), rtol=1e-6)
+  assert float(out.metrics["base"][0]) == 1.0 and float(out.disc_batch["d"][0]) == 5.0
+  assert ("graph_acyclicity" in out.metrics) == bool(acyclic)
+  if acyclic:
+    np.testing.assert_allclose(float(out.metrics["graph_acyclicity"][0]), float(h), rtol=1e-6)
+  quadratic = scm_fit_loss(ctx.params["graph"], ctx.graph["a0"], ctx.graph["edge_mask"],
+                           ctx.out["mu"], True)
+  assert float(quadratic[0]) != float(fit)  # the switch is read: curvature changes the fit
+
+
+def test_gem_sparse_fits_the_batch_of_every_device():
+  """Two devices' codes gathered: the fit equals the fit on the whole batch."""
+  from gem_jax.objectives.base import AXIS, LossOutput
+  from gem_jax.objectives.gem_scm import GemScmObjective
+  objective = _sparse_objective()
+  ctx = _context()
+  halves = jax.tree.map(lambda v: jnp.stack([v, v]), ctx)._replace(
+      out={k: jnp.stack([v[:3], v[3:]]) for k, v in ctx.out.items()})
+  original = GemScmObjective.generator_loss
+  try:
+    GemScmObjective.generator_loss = lambda self, c: LossOutput(jnp.float32(0.0), {}, None)
+    out = jax.vmap(objective.generator_loss, axis_name=AXIS)(halves)
+  finally:
+    GemScmObjective.generator_loss = original
+  fit, _ = scm_fit_loss(ctx.params["graph"], ctx.graph["a0"], ctx.graph["edge_mask"],
+                        ctx.out["mu"], True)
+  np.testing.assert_allclose(np.asarray(out.metrics["graph_fit"]), float(fit), rtol=1e-5)
