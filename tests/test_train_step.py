@@ -190,8 +190,9 @@ def test_adversarial_updates_the_discriminator():
     r1 = jnp.mean(jnp.sum(jnp.square(gx), axis=(1, 2, 3)) + jnp.sum(jnp.square(gz), axis=1))
     return disc_loss(p) + 0.5 * gamma * r1
 
+  disc_loss = jax.jit(disc_loss)  # one compile, not op-by-op dispatch of the conv tower
   loss = disc_loss(state.disc_params)
-  grads = jax.grad(penalised)(state.disc_params)
+  grads = jax.jit(jax.grad(penalised))(state.disc_params)
   tx = make_disc_optimizer(config.train)
   updates, _ = tx.update(grads, tx.init(state.disc_params), state.disc_params)
   want = optax.apply_updates(state.disc_params, updates)
