@@ -49,10 +49,14 @@ def _free_port() -> int:
 
 def _launch(tfds_dir, workdir, *args, num_processes=2, ids=None, port=None, config=CONFIG):
   """Starts `experiments.synthetic_gem` as processes `ids` (default all) of a run of
-  num_processes, one CPU device each; returns [(Popen, log path)]."""
+  num_processes, one CPU device each; returns [(Popen, log path)]. The processes share one
+  persistent XLA compilation cache (next to the tfds folder, this module's): a rerun, and the
+  next test's processes, load the programs the last ones compiled instead of compiling again."""
   port = port or _free_port()
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+             XLA_FLAGS="--xla_force_host_platform_device_count=1",
+             JAX_COMPILATION_CACHE_DIR=str(Path(tfds_dir).parent / "multihost_xla_cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
   common = [f"--config=experiments/configs/synthetic_gem.py:{config}",
             f"--config.data.data_dir={tfds_dir}", f"--workdir={workdir}",
             "--config.train.sample_every=1000", f"--coordinator_address=127.0.0.1:{port}",
