@@ -95,3 +95,27 @@ def test_r1_penalty_of_a_linear_discriminator_is_its_squared_weight_norm():
   xs = jnp.stack([jnp.zeros((2, 2, 3)), jnp.ones((2, 2, 3))])
   quad = lambda x: jnp.sum(x ** 2, axis=(1, 2, 3))
   assert float(r1_penalty(quad, (xs,))) == pytest.approx((0.0 + 4.0 * 12) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("pool", [2, 4])
+def test_a_pooled_input_is_the_full_tower_on_the_average_pooled_image(pool):
+  """input_pool = k: D(x) is the tower of an image k times smaller applied to x averaged over
+  k x k blocks ('d_half', 'd_quarter'); the tower then has fewer downsampling convolutions."""
+  pooled, params = _model_and_params(image_size=32, input_pool=pool)
+  small = JointDiscriminator(latent_dim=3, width=4, hidden=8)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (2, 32, 32, 3))
+  z = jax.random.normal(jax.random.PRNGKey(2), (2, 3))
+  blocks = x.reshape(2, 32 // pool, pool, 32 // pool, pool, 3).mean(axis=(2, 4))
+  np.testing.assert_allclose(pooled.apply(params, x, z), small.apply(params, blocks, z),
+                             rtol=1e-5, atol=1e-6)
+  full = _model_and_params(image_size=32)[1]
+  assert (len(jax.tree.leaves(full)) - len(jax.tree.leaves(params))
+          == 2 * int(math.log2(pool)))  # one conv (kernel, bias) fewer per halving
+
+
+def test_the_d_half_and_d_quarter_tokens_pool_the_joint_discriminators_input():
+  from experiments.configs import synthetic_gem
+  assert synthetic_gem.get_config("demo,gem").model.disc_input_pool == 1
+  for token, pool in (("d_half", 2), ("d_quarter", 4)):
+    config = synthetic_gem.get_config(f"demo,gem,{token}")
+    assert config.model.disc_input_pool == pool and config.model.name == f"gem-{token}"

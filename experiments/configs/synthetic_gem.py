@@ -28,7 +28,8 @@ The string after ':' is a comma-separated list of tokens (big_vision style):
             adversarial term weighed per
             pixel value, model.adv_scale='pixel'), 'vae' (beta = 1); gem_sparse's
             'linear_graph', 'no_sparsity', 'acyclic'; the prior: 'pc_prior', 'ges_prior',
-            'somers_prior' (the paper's); 'steer', 'no_steer'
+            'somers_prior' (the paper's); 'steer', 'no_steer'; the joint discriminator
+            reading the image at half or quarter size: 'd_half', 'd_quarter'
   networks  'paper_arch' (the residual encoder, decoder and joint discriminator sized like the
             GEM paper's, about 46 M parameters, gem_jax/models/paper.py; applied last, so
             it overrides a preset's widths); without it the Burgess et al. (2018) networks
@@ -44,7 +45,7 @@ VARIANTS = ("beta_vae", "gem", "gem_single", "gem_paper", "gem_scm", "gem_relcon
             "gem_sparse") + BASELINES
 ABLATIONS = ("no_learner", "no_adversarial", "adv_pixel", "vae", "unsupervised", "linear_graph",
              "no_sparsity", "acyclic", "pc_prior", "ges_prior", "somers_prior", "steer",
-             "no_steer")
+             "no_steer", "d_half", "d_quarter")
 NETWORKS = ("paper_arch",)
 ATTRIBUTES = ("bangs", "bald", "gender", "beard", "blond", "makeup")
 # The default GEM (docs/design.md, "A graph the codes can support"; docs/results/
@@ -285,6 +286,9 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
     m.name += "-" + token
   elif token in ("steer", "no_steer"):  # the decoder's steering term in stage 4 (weight 10)
     c.gem.steer.weight = 10.0 if token == "steer" else 0.0
+    m.name += "-" + token
+  elif token in ("d_half", "d_quarter"):  # the joint D reads the image average-pooled 2x / 4x
+    m.disc_input_pool = 2 if token == "d_half" else 4
     m.name += "-" + token
   elif token == "unsupervised":    # the paper's fully unsupervised form: no MLLM guidance
     c.gem.guidance.weight = 0.0
