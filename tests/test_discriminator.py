@@ -113,9 +113,11 @@ def test_a_pooled_input_is_the_full_tower_on_the_average_pooled_image(pool):
           == 2 * int(math.log2(pool)))  # one conv (kernel, bias) fewer per halving
 
 
-def test_the_d_half_and_d_quarter_tokens_pool_the_joint_discriminators_input():
+def test_gem_pools_the_joint_discriminators_input_and_the_tokens_choose_it():
   from experiments.configs import synthetic_gem
-  assert synthetic_gem.get_config("demo,gem").model.disc_input_pool == 1
-  for token, pool in (("d_half", 2), ("d_quarter", 4)):
+  assert synthetic_gem.get_config("demo,gem").model.disc_input_pool == 4  # GEM's default
+  assert synthetic_gem.get_config("demo,gem_paper").model.disc_input_pool == 1  # the paper's
+  assert synthetic_gem.get_config("demo,gem,paper_arch").model.disc_input_pool == 1
+  for token, pool in (("d_full", 1), ("d_half", 2), ("d_quarter", 4)):
     config = synthetic_gem.get_config(f"demo,gem,{token}")
     assert config.model.disc_input_pool == pool and config.model.name == f"gem-{token}"
