@@ -18,6 +18,10 @@ from gem_jax.models.scm_graph import (
   scm_fit_loss,
   signed_strength,
 )
+from gem_jax.objectives import losses
+from gem_jax.objectives.base import AXIS, LossContext, LossOutput, StepInputs
+from gem_jax.objectives.gem_scm import GemScmObjective, scm_kl
+from gem_jax.objectives.gem_sparse import GemSparseObjective
 from gem_jax.train.state import create_train_state, make_graph_state
 from gem_jax.train.step import StepConfig, make_pmapped_step, replicate, unreplicate
 
@@ -129,14 +133,12 @@ def test_the_train_step_moves_the_graph_by_its_fit_and_nothing_else(tfds_dir):
 
 # gem_sparse's objective, term by term, on a hand-made batch (no step to compile).
 def _sparse_objective(**model):
-  from gem_jax.objectives.gem_sparse import GemSparseObjective
   config = synthetic_gem.get_config("tiny,gem_sparse")
   config.model.update(model)
   return GemSparseObjective.from_config(config)
 
 
 def _context(a0=A0, mask=None):
-  from gem_jax.objectives.base import LossContext, StepInputs
   rng = np.random.default_rng(3)
   if mask is None:
     mask = np.array([True, True, True, False])  # latent 4 free: no edges
@@ -156,7 +158,6 @@ def _context(a0=A0, mask=None):
 
 
 def test_gem_sparse_reads_its_four_settings_and_keeps_gem_scms():
-  from gem_jax.objectives.gem_scm import GemScmObjective
   objective = _sparse_objective(graph_fit_weight=2.5, graph_l1=0.05, graph_quadratic=False,
                                 graph_acyclic=0.7, beta=3.0)
   assert (objective.fit_weight, objective.l1, objective.quadratic,
@@ -175,7 +176,6 @@ def test_gem_sparse_reads_its_four_settings_and_keeps_gem_scms():
 
 
 def test_gem_sparse_samples_its_prior_from_the_learned_effects_with_stopped_gradients():
-  from gem_jax.objectives.gem_sparse import GemSparseObjective
   ctx = _context()
   w = GemSparseObjective.prior_weights(ctx.params, ctx.graph, ctx.a)
   expected = scm_effects(ctx.params["graph"], ctx.graph["a0"], ctx.graph["edge_mask"])
@@ -189,8 +189,6 @@ def test_gem_sparse_samples_its_prior_from_the_learned_effects_with_stopped_grad
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_gem_sparse_dis_loss_is_recon_plus_beta_times_the_scm_kl_under_the_learned_effects(
     likelihood):
-  from gem_jax.objectives import losses
-  from gem_jax.objectives.gem_scm import scm_kl
   objective = _sparse_objective(beta=3.0, likelihood=likelihood, sigma=0.3)
   ctx = _context()
   loss, metrics = objective.dis_loss(ctx)
@@ -207,8 +205,6 @@ def test_gem_sparse_dis_loss_is_recon_plus_beta_times_the_scm_kl_under_the_learn
 def test_gem_sparse_adds_the_weighted_fit_to_gem_scms_total(monkeypatch, acyclic):
   """total = gem_scm's total + fit_weight * (fit + l1 * group [+ acyclic * h(A)]), the fit on
   the batch gathered over the devices (here one, under vmap's axis)."""
-  from gem_jax.objectives.base import AXIS, LossOutput
-  from gem_jax.objectives.gem_scm import GemScmObjective
   monkeypatch.setattr(GemScmObjective, "generator_loss",  # gem_scm's terms: 7 + sum(A)
                       lambda self, ctx: LossOutput(7.0 + ctx.a.sum(), {"base": jnp.float32(1.0)},
                                                    {"d": jnp.float32(5.0)}))
@@ -234,20 +230,15 @@ def test_gem_sparse_adds_the_weighted_fit_to_gem_scms_total(monkeypatch, acyclic
   assert float(quadratic[0]) != float(fit)  # the switch is read: curvature changes the fit
 
 
-def test_gem_sparse_fits_the_batch_of_every_device():
+def test_gem_sparse_fits_the_batch_of_every_device(monkeypatch):
   """Two devices' codes gathered: the fit equals the fit on the whole batch."""
-  from gem_jax.objectives.base import AXIS, LossOutput
-  from gem_jax.objectives.gem_scm import GemScmObjective
+  monkeypatch.setattr(GemScmObjective, "generator_loss",
+                      lambda self, c: LossOutput(jnp.float32(0.0), {}, None))
   objective = _sparse_objective()
   ctx = _context()
   halves = jax.tree.map(lambda v: jnp.stack([v, v]), ctx)._replace(
       out={k: jnp.stack([v[:3], v[3:]]) for k, v in ctx.out.items()})
-  original = GemScmObjective.generator_loss
-  try:
-    GemScmObjective.generator_loss = lambda self, c: LossOutput(jnp.float32(0.0), {}, None)
-    out = jax.vmap(objective.generator_loss, axis_name=AXIS)(halves)
-  finally:
-    GemScmObjective.generator_loss = original
+  out = jax.vmap(objective.generator_loss, axis_name=AXIS)(halves)
   fit, _ = scm_fit_loss(ctx.params["graph"], ctx.graph["a0"], ctx.graph["edge_mask"],
                         ctx.out["mu"], True)
   np.testing.assert_allclose(np.asarray(out.metrics["graph_fit"]), float(fit), rtol=1e-5)
