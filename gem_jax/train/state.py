@@ -5,9 +5,11 @@ into modules and optax transformations.
 """
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,6 +118,14 @@ def make_graph_state(a0: np.ndarray, edge_mask: np.ndarray) -> dict:
   return {"a0": a0, "edge_mask": np.asarray(edge_mask, np.float32), "anchor": a0.copy()}
 
 
+@functools.lru_cache(maxsize=64)
+def _jitted_init(module: nn.Module) -> Callable:
+  """`module.init` as one compiled program, shared by equal modules (flax modules hash by
+  their fields). Run op by op, a paper-sized network's init compiles a few hundred small
+  programs: 15 s on a CPU against 7 s."""
+  return jax.jit(module.init)
+
+
 def create_train_state(config, graph: dict | None = None, vae_params=None,
                        objective: objectives.Objective | None = None) -> TrainState:
   """Initialises a state on the host (unreplicated).
@@ -135,14 +145,14 @@ def create_train_state(config, graph: dict | None = None, vae_params=None,
   vae_key, graph_key, disc_key, run_key = jax.random.split(jax.random.PRNGKey(config.seed), 4)
   x, z = jnp.zeros((1, size, size, 3)), jnp.zeros((1, d))
   if vae_params is None:
-    vae_params = make_model(mc).init(vae_key, x, z, jnp.eye(d))
+    vae_params = _jitted_init(make_model(mc))(vae_key, x, z, jnp.eye(d))
   graph_params = make_graph_module(mc).init(graph_key, graph["a0"], graph["edge_mask"])
   params = {"vae": vae_params, "graph": graph_params, **objective.init_extra_params(d)}
   disc_params, disc_opt_state = {}, {}
   kind = objective.discriminator
   if kind is not None:
     disc_inputs = (z,) if kind == "z" else (x, z)
-    disc_params = make_discriminator(mc, kind).init(disc_key, *disc_inputs)
+    disc_params = _jitted_init(make_discriminator(mc, kind))(disc_key, *disc_inputs)
     disc_opt_state = make_disc_optimizer(config.train).init(disc_params)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=make_optimizer(config.train).init(params), rng=run_key,
