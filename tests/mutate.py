@@ -57,11 +57,23 @@ def prepare(package: str, only: list[str]) -> Path:
     link = work / name
     if not link.is_symlink():
       link.symlink_to(ROOT / name)
-  mutmut = {**base, "only_mutate": only or [f"gem_jax/{package}/*.py"],
+  patterns = only or [f"gem_jax/{package}/*.py"]
+  for pattern in patterns:
+    for source in ROOT.glob(pattern):
+      _drop_unmutated_copy(work / "mutants" / source.relative_to(ROOT))
+  mutmut = {**base, "only_mutate": patterns,
             "pytest_add_cli_args_test_selection": tests[package]}
   (work / "pyproject.toml").write_text(
       "[tool.mutmut]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in mutmut.items()))
   return work
+
+
+def _drop_unmutated_copy(copy: Path) -> None:
+  """Removes mutmut's plain copy of a file an earlier run's only_mutate left out: mutmut 3.8
+  takes the copy for the file's mutants, unchanged, and would make none ('1 unmodified')."""
+  if copy.is_file() and "mutmut" not in copy.read_text():
+    copy.unlink()
+    copy.with_name(copy.name + ".meta").unlink(missing_ok=True)
 
 
 def run(package: str, only: list[str], max_children: int, again: bool = False) -> int:

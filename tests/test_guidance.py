@@ -7,6 +7,7 @@ import pytest
 from experiments.configs import synthetic_gem
 from gem_jax import config_checks
 from gem_jax.objectives.guidance import (
+  Guidance,
   GuidanceDataError,
   guidance_loss,
   score_targets,
@@ -85,6 +86,45 @@ def test_scores_that_cannot_guide_are_a_clear_error(column, message):
   with pytest.raises(GuidanceDataError, match=message) as e:
     score_targets(scores, ("a", "b"), max_score=5)
   assert "config.gem.guidance.weight=0" in str(e.value)
+
+
+def test_targets_and_mask_are_float32_at_the_ends_of_the_range():
+  scores = np.array([[-1, 5], [0, 0], [5, -1], [2, 5]])
+  targets, mask = score_targets(scores, ("a", "b"), max_score=5)
+  assert targets.dtype == np.float32 and mask.dtype == np.float32
+  np.testing.assert_array_equal(targets, np.float32([[0, 2], [-2, -2], [2, 0], [-0.4, 2]]))
+  with pytest.raises(GuidanceDataError, match="got values -2..5"):
+    score_targets(scores - (scores == -1), ("a", "b"), max_score=5)
+
+
+def test_two_valid_answers_are_enough_and_the_whole_message_names_each_column():
+  score_targets(np.array([[1, 0], [2, 1], [-1, 2]]), ("a", "b"), max_score=5)  # no error
+  scores = np.array([[1, 4], [-1, 4], [-1, 4]])
+  with pytest.raises(GuidanceDataError) as e:
+    score_targets(scores, ("a", "b"), max_score=5)
+  assert str(e.value) == (
+      "the scores cannot guide these attributes: a: 1 valid answers; b: every valid score is "
+      "4. Score more images (config.gem.num_scored_images), drop the attribute from "
+      "config.gem.attributes, or train unguided (config.gem.guidance.weight=0).")
+
+
+@pytest.mark.parametrize("shape", [(4,), (4, 3)])
+def test_scores_of_the_wrong_shape_are_refused_with_the_expected_one(shape):
+  with pytest.raises(GuidanceDataError) as e:
+    score_targets(np.zeros(shape, int), ("a", "b"), max_score=5)
+  assert str(e.value) == (f"scores must be [N, 2] (one column per attribute: a, b), got shape "
+                          f"{list(shape)}")
+
+
+def test_guidance_settings_are_checked_with_the_whole_message():
+  Guidance(weight=0.0, latents=(0, 1))  # unguided: valid
+  Guidance(weight=0.5, latents=(1, 0))
+  with pytest.raises(ValueError) as e:
+    Guidance(weight=-1.0, latents=(0, 1))
+  assert str(e.value) == "config.gem.guidance.weight must be >= 0, got -1.0"
+  with pytest.raises(ValueError) as e:
+    Guidance(weight=1.0, latents=(2, 2))
+  assert str(e.value) == "guided latents must be distinct, got (2, 2)"
 
 
 def test_fewer_scored_images_than_attributes_is_a_clear_error():

@@ -27,6 +27,36 @@ def test_gaussian_nll_hand_case():
   np.testing.assert_allclose(losses.gaussian_nll(logits, x, sigma=0.1), [2.0], rtol=1e-5)
 
 
+def test_gaussian_nll_sums_each_image_with_sigma_one_tenth_by_default():
+  logits = jnp.zeros((2, 1, 3, 1))   # 2 images of 1 x 3 pixels, sigmoid = 0.5
+  x = jnp.array([0.5, 0.7, 0.5, 0.6, 0.4, 0.5]).reshape(2, 1, 3, 1)
+  # image 0: 0.2^2 / 0.02 = 2; image 1: (0.1^2 + 0.1^2) / 0.02 = 1
+  np.testing.assert_allclose(losses.gaussian_nll(logits, x), [2.0, 1.0], rtol=1e-5)
+
+
+def test_the_gaussian_likelihood_passes_its_sigma_and_defaults_to_one_tenth():
+  logits = jnp.zeros((2, 1, 3, 1))
+  x = jnp.array([0.5, 0.7, 0.5, 0.6, 0.4, 0.5]).reshape(2, 1, 3, 1)
+  np.testing.assert_allclose(losses.reconstruction_nll(logits, x, "gaussian"), [2.0, 1.0],
+                             rtol=1e-5)
+  np.testing.assert_allclose(losses.reconstruction_nll(logits, x, "gaussian", 0.2), [0.5, 0.25],
+                             rtol=1e-5)
+  outputs = dict(logits=logits, mu=jnp.zeros((2, 3)), logvar=jnp.zeros((2, 3)))
+  for sigma, recon in ((None, 1.5), (0.2, 0.375)):
+    kwargs = {} if sigma is None else {"sigma": sigma}
+    loss, metrics = losses.beta_vae_loss(outputs, x, beta=1.0, likelihood="gaussian", **kwargs)
+    np.testing.assert_allclose([loss, metrics["recon"]], [recon, recon], rtol=1e-5)
+
+
+def test_beta_vae_loss_reports_exactly_its_four_metrics():
+  outputs = dict(logits=jnp.zeros((2, 1, 1, 1)), mu=jnp.array([[1.0, 0.0], [1.0, 2.0]]),
+                 logvar=jnp.zeros((2, 2)))
+  loss, metrics = losses.beta_vae_loss(outputs, jnp.full((2, 1, 1, 1), 0.5), beta=2.0)
+  assert sorted(metrics) == ["kl", "kl_per_latent", "loss", "recon"]
+  np.testing.assert_allclose(metrics["kl_per_latent"], [0.5, 1.0], rtol=1e-6)
+  np.testing.assert_allclose(metrics["loss"], loss, rtol=0)
+
+
 def test_beta_vae_loss_combines_terms():
   outputs = dict(logits=jnp.zeros((2, 1, 1, 1)), mu=jnp.ones((2, 3)),
                  logvar=jnp.zeros((2, 3)))

@@ -48,13 +48,31 @@ def test_draws_follow_the_global_index_not_the_device():
   assert np.all(np.abs(np.asarray(whole[1])) <= 2.0)
 
 
-def test_the_loss_is_the_judges_reading_of_the_decoded_intervention():
+def test_draws_cover_every_attribute_and_the_whole_span():
+  attribute, value = steering_draws(jax.random.PRNGKey(0), jnp.arange(600), 3)
+  assert attribute.shape == value.shape == (600,)
+  assert sorted(set(np.asarray(attribute).tolist())) == [0, 1, 2]
+  assert float(value.min()) < -1.9 and float(value.max()) > 1.9  # uniform on -2..2
+
+
+def test_weight_zero_and_stride_one_are_allowed_and_below_them_a_clear_error():
+  Steering(weight=0.0, latents=LATENTS, stride=1)  # off, and every image: both valid
+  with pytest.raises(ValueError) as e:
+    Steering(weight=-0.5, latents=LATENTS)
+  assert str(e.value) == "config.gem.steer.weight must be >= 0, got -0.5"
+  with pytest.raises(ValueError) as e:
+    Steering(weight=1.0, latents=LATENTS, stride=0)
+  assert str(e.value) == "config.gem.steer.stride must be >= 1, got 0"
+
+
+@pytest.mark.parametrize("stride", [1, 2])  # codes [8, 4] and [4, 4]
+def test_the_loss_is_the_judges_reading_of_the_decoded_intervention(stride):
   vae, params = _vae()
   mu, a, attribute, value = _inputs()
-  steer = Steering(weight=1.0, latents=LATENTS, stride=2)
-  z = np.asarray(mu)[::2].copy()
+  steer = Steering(weight=1.0, latents=LATENTS, stride=stride)
+  z = np.asarray(mu)[::stride].copy()
   rows = np.arange(len(z))
-  z[rows, np.asarray(LATENTS)[np.asarray(attribute)[::2]]] = np.asarray(value)[::2]
+  z[rows, np.asarray(LATENTS)[np.asarray(attribute)[::stride]]] = np.asarray(value)[::stride]
   logits = vae.apply(params, relate(jnp.asarray(z), a), method=VAE.decode)
   read, _ = vae.apply(params, jax.nn.sigmoid(logits), method=VAE.encode)
   expected = np.mean(np.sum((np.asarray(read)[:, :3] - z[:, :3]) ** 2, axis=1))

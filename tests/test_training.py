@@ -147,11 +147,14 @@ def test_celeba_entry_point_names_the_missing_files(tmp_path):
 
 
 def test_kill_then_resume(tfds_dir, tmp_path):
-  """A run killed with SIGKILL after its first checkpoint resumes from it."""
+  """A run killed with SIGKILL after its first checkpoint resumes from it. The two processes
+  share a persistent XLA compilation cache: the resume loads the killed run's programs."""
   config_arg = "--config=experiments/configs/synthetic_gem.py:tiny,beta_vae"
   common = [config_arg, f"--config.data.data_dir={tfds_dir}", f"--workdir={tmp_path}",
             "--config.train.checkpoint_every=2", "--config.train.sample_every=1000"]
-  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  env = dict(os.environ, PYTHONPATH=str(ROOT),
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path.parent / f"{tmp_path.name}_xla_cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
   log = tmp_path.parent / f"{tmp_path.name}_train.log"
   with open(log, "w") as f:
     proc = subprocess.Popen([sys.executable, "-m", "experiments.synthetic_gem", *common,
@@ -166,7 +169,7 @@ def test_kill_then_resume(tfds_dir, tmp_path):
   saved = max(checkpoints.saved_steps(ckpt))
   assert saved >= 2 and saved % 2 == 0, saved  # checkpoint_every=2
   out = _cli("experiments.synthetic_gem", *common, f"--config.train.num_steps={saved + 2}",
-             "--resume")
+             "--resume", env=env)
   assert out.returncode == 0, out.stderr[-2000:]
   assert gem_jax.load(str(tmp_path)).step == saved + 2
   steps = [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
