@@ -210,6 +210,32 @@ def test_set_aside_newer_moves_the_skipped_steps_out_of_the_way(tmp_path):
   assert (moved[0] / "state").is_dir()
 
 
+def test_set_aside_newer_numbers_each_later_copy_and_says_how_to_delete_it(tmp_path, caplog):
+  root = _save_run(tmp_path, steps=(3, 6))
+  damaged = tmp_path.absolute() / "damaged_checkpoints"
+  for copy in ("6", "6_2", "6_3"):
+    _save_run(tmp_path, steps=(6,))  # step 6 saved again, then set aside again
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), checkpoints.make_manager(root) as manager:
+      assert checkpoints.set_aside_newer(manager, 3) == [damaged / copy]
+    assert _warnings(caplog) == [f"resuming at step 3: moved the damaged {root.absolute() / '6'} "
+                                 f"to {damaged / copy}; delete it with: rm -r '{damaged / copy}'"]
+  assert sorted(p.name for p in damaged.iterdir()) == ["6", "6_2", "6_3"]
+
+
+def test_reached_counts_the_last_step_itself_and_read_meta_reads_the_step_asked(tmp_path):
+  config = _config()
+  with checkpoints.make_manager(tmp_path / "checkpoints") as manager:
+    for step in (3, 6):
+      meta = {**loop.checkpoint_meta(config), "marker": f"saved at {step}"}
+      checkpoints.save(manager, step, _state_at(config, step), meta)
+  assert checkpoints.reached(tmp_path, 6) and not checkpoints.reached(tmp_path, 7)
+  step, meta = checkpoints.read_meta(tmp_path, 3)
+  assert (step, meta["marker"]) == (3, "saved at 3")
+  step, meta = checkpoints.read_meta(tmp_path)
+  assert (step, meta["marker"]) == (6, "saved at 6")
+
+
 # --- which folder gem_jax.load reads --------------------------------------------------------
 
 

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from gem_jax import files
-from gem_jax.train.run_lock import LOCK_NAME, RunLockedError, _acquire, _release, run_lock
+from gem_jax.train.run_lock import (
+  LOCK_NAME,
+  RunLockedError,
+  _acquire,
+  _release,
+  _same_file,
+  run_lock,
+)
 
 
 def test_lock_is_held_for_the_block_and_released(tmp_path):
@@ -56,7 +63,27 @@ def test_a_killed_holder_never_blocks_the_next_run(tmp_path, caplog):
   assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == holder.pid
   with run_lock(tmp_path):
     assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
-  assert f"left by process {holder.pid}" in caplog.text
+  assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+      f"taking over the run lock {tmp_path / LOCK_NAME} left by process {holder.pid} on "
+      f"{socket.gethostname()} (that run ended without releasing it)"]
+
+
+def test_a_left_lock_without_its_holder_is_taken_over_with_question_marks(tmp_path, caplog):
+  (tmp_path / LOCK_NAME).write_text(json.dumps({"started": "yesterday"}))
+  with run_lock(tmp_path):
+    pass
+  assert "left by process ? on ? (that run ended" in caplog.text
+
+
+def test_a_lock_file_deleted_under_its_descriptor_is_not_the_same_file(tmp_path):
+  path = tmp_path / "lock"
+  fd = os.open(path, os.O_CREAT | os.O_RDWR)
+  try:
+    assert _same_file(path, fd)
+    path.unlink()
+    assert not _same_file(path, fd)
+  finally:
+    os.close(fd)
 
 
 def test_two_runs_over_a_left_lock_never_both_take_it(tmp_path):
