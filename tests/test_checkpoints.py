@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import jax
@@ -210,6 +211,51 @@ def test_set_aside_newer_moves_the_skipped_steps_out_of_the_way(tmp_path):
   assert (moved[0] / "state").is_dir()
 
 
+def test_a_meta_mismatch_shows_both_values_with_sorted_keys_for_the_step_asked(tmp_path):
+  config = _config()
+  root = (tmp_path / "checkpoints").absolute()
+  with checkpoints.make_manager(root) as manager:
+    for step in (3, 6):
+      meta = {**loop.checkpoint_meta(config), "marker": {"z": step, "a": 0}}
+      checkpoints.save(manager, step, _state_at(config, step), meta)
+  checkpoints.restore_state(tmp_path, create_train_state(config), step=3,
+                            expected_meta={"marker": {"a": 0, "z": 3}})  # matches: no error
+  with pytest.raises(CheckpointError) as e:
+    checkpoints.restore_state(tmp_path, create_train_state(config), step=3,
+                              expected_meta={"marker": {"z": 6, "a": 0}})
+  assert str(e.value) == (f"checkpoint {root / '3'} holds another model: its marker is "
+                          '{"a": 0, "z": 3} but this run has {"a": 0, "z": 6}')
+  assert int(checkpoints.restore_state(tmp_path, create_train_state(_config()),
+                                       step=3)[0].step) == 3
+
+
+def test_only_closed_event_loop_errors_are_quieted_and_the_hook_is_set_once(monkeypatch):
+  seen = []
+  monkeypatch.setattr(sys, "unraisablehook", seen.append)
+  checkpoints._quiet_closed_loop_callbacks()
+  hook = sys.unraisablehook
+  assert hook is not seen.append and hook.quiets_closed_loop is True
+  checkpoints._quiet_closed_loop_callbacks()
+  assert sys.unraisablehook is hook  # not wrapped twice
+  unraisable = lambda e: types.SimpleNamespace(exc_value=e)
+  closed = unraisable(RuntimeError("Event loop is closed"))
+  others = [unraisable(RuntimeError("event loop is closed")), unraisable(ValueError("x")),
+            unraisable(ValueError("Event loop is closed"))]
+  for item in [closed, *others]:
+    hook(item)
+  assert seen == others
+
+
+def test_step_folders_are_numbered_folders_with_state_or_meta(tmp_path):
+  for name, parts in [("3", ["state"]), ("4", ["meta"]), ("5", ["state", "meta"]),
+                      ("x6", ["state"]), ("7", []), ("8", ["other"])]:
+    for part in parts:
+      (tmp_path / name / part).mkdir(parents=True)
+    (tmp_path / name).mkdir(exist_ok=True)
+  assert [n for n in ("3", "4", "5", "x6", "7", "8")
+          if checkpoints.is_step_folder(tmp_path / n)] == ["3", "4", "5"]
+
+
 def test_set_aside_newer_numbers_each_later_copy_and_says_how_to_delete_it(tmp_path, caplog):
   root = _save_run(tmp_path, steps=(3, 6))
   damaged = tmp_path.absolute() / "damaged_checkpoints"
@@ -234,6 +280,10 @@ def test_reached_counts_the_last_step_itself_and_read_meta_reads_the_step_asked(
   assert (step, meta["marker"]) == (3, "saved at 3")
   step, meta = checkpoints.read_meta(tmp_path)
   assert (step, meta["marker"]) == (6, "saved at 6")
+  with pytest.raises(CheckpointError) as e:
+    checkpoints.read_meta(tmp_path, 5)
+  root = (tmp_path / "checkpoints").absolute()
+  assert str(e.value) == f"no checkpoint of step 5 in {root}; its steps: [3, 6]"
 
 
 # --- which folder gem_jax.load reads --------------------------------------------------------

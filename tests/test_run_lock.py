@@ -2,6 +2,7 @@
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -66,6 +67,56 @@ def test_a_killed_holder_never_blocks_the_next_run(tmp_path, caplog):
   assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
       f"taking over the run lock {tmp_path / LOCK_NAME} left by process {holder.pid} on "
       f"{socket.gethostname()} (that run ended without releasing it)"]
+
+
+def test_the_locked_error_quotes_the_holders_whole_record(tmp_path):
+  with _held_by_another_process(tmp_path) as holder:
+    record = json.loads((tmp_path / LOCK_NAME).read_text())
+    with pytest.raises(RunLockedError) as e:
+      with run_lock(tmp_path):
+        pass
+  assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", record["started"])
+  assert record["argv"] == ["-c", str(tmp_path)] and sorted(record) == ["argv", "host", "pid",
+                                                                         "started"]
+  assert str(e.value) == (
+      f"{tmp_path} is in use by another run (host {socket.gethostname()}, process {holder.pid}, "
+      f"started {record['started']}: -c {tmp_path}). Wait for it or choose another --workdir.")
+
+
+HOLD_WITHOUT_RECORD = ("import fcntl, os, sys, time\n"
+                       "fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR)\n"
+                       "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+                       "print('held', flush=True)\n"
+                       "time.sleep(60)\n")
+
+
+def test_a_holder_without_a_record_is_named_with_question_marks(tmp_path):
+  holder = subprocess.Popen([sys.executable, "-c", HOLD_WITHOUT_RECORD,
+                             str(tmp_path / LOCK_NAME)], stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(RunLockedError) as e:
+      with run_lock(tmp_path):
+        pass
+  finally:
+    holder.kill()
+    holder.wait()
+  assert str(e.value) == (f"{tmp_path} is in use by another run (host ?, process ?, started ?: "
+                          "?). Wait for it or choose another --workdir.")
+
+
+def test_the_lock_file_is_readable_by_all_and_releasing_a_removed_one_is_fine(tmp_path):
+  path = tmp_path / LOCK_NAME
+  old = os.umask(0o022)
+  try:
+    fd = _acquire(path)
+  finally:
+    os.umask(old)
+  assert path.stat().st_mode & 0o777 == 0o644
+  path.unlink()
+  _release(path, fd)  # already gone: no error, and the descriptor is closed
+  with pytest.raises(OSError):
+    os.fstat(fd)
 
 
 def test_a_left_lock_without_its_holder_is_taken_over_with_question_marks(tmp_path, caplog):
