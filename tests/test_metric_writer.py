@@ -1,5 +1,6 @@
 """metrics.jsonl and TensorBoard's event files (`gem_jax.train.metric_writer`)."""
 import json
+import logging
 import os
 
 import numpy as np
@@ -37,13 +38,25 @@ def test_scalars_go_to_both_files_as_floats_and_arrays_are_left_out(tmp_path):
   assert step == 4 and list(image[:2]) == [b"3", b"2"]  # width, height, then the PNG
 
 
-def test_a_resumed_writer_drops_the_later_steps_then_appends(tmp_path):
+def test_a_resumed_writer_drops_the_later_steps_then_appends(tmp_path, caplog):
   path = tmp_path / "metrics.jsonl"
   path.write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3)) + '{"step": 4, "lo')
-  writer = MetricWriter(tmp_path, resume_step=2)
+  with caplog.at_level(logging.INFO):
+    writer = MetricWriter(tmp_path, resume_step=2)
   writer.write_scalars(3, {"loss": 1.0})
   writer.close()
   assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
+  assert f"{path}: dropped 2 lines after step 2" in [r.getMessage() for r in caplog.records]
+
+
+def test_a_fresh_writer_in_a_new_nested_folder_starts_an_empty_file(tmp_path):
+  workdir = tmp_path / "run" / "stage"
+  workdir.mkdir(parents=True)
+  (workdir / "metrics.jsonl").write_text('{"step": 1}\n')  # a fresh attempt's leftovers
+  MetricWriter(workdir).close()
+  assert (workdir / "metrics.jsonl").read_text() == ""
+  MetricWriter(tmp_path / "new" / "deeper").close()
+  assert (tmp_path / "new" / "deeper" / "metrics.jsonl").exists()
 
 
 def test_truncating_nothing_leaves_the_file_as_it_was(tmp_path):

@@ -26,6 +26,8 @@ def test_lock_is_held_for_the_block_and_released(tmp_path):
   with run_lock(tmp_path):
     record = json.loads((tmp_path / LOCK_NAME).read_text())
     assert (record["host"], record["pid"]) == (socket.gethostname(), os.getpid())
+    assert record["argv"] == sys.argv and sorted(record) == ["argv", "host", "pid", "started"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", record["started"])
   assert not (tmp_path / LOCK_NAME).exists()
 
 
