@@ -4,8 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments.configs import synthetic_gem
 from gem_jax.models import VAE, relate
 from gem_jax.models.layers import depth_to_space
+from gem_jax.train import state as train_state
 
 
 @pytest.mark.parametrize("form", ["subpixel", "resize_conv", "conv_transpose"])
@@ -55,3 +57,20 @@ def test_bad_image_size_config_is_rejected():
   with pytest.raises(ValueError, match="power of two"):
     VAE(image_size=48).init(jax.random.PRNGKey(0), jnp.zeros((1, 48, 48, 3)),
                             jnp.zeros((1, 6)), jnp.eye(6))
+
+
+def test_the_compiled_init_gives_the_op_by_op_inits_parameters_bitwise():
+  """create_train_state inits each network as one compiled program (train/state.py)."""
+  mc = synthetic_gem.get_config("tiny,gem").model
+  x, z = jnp.zeros((1, mc.image_size, mc.image_size, 3)), jnp.zeros((1, mc.latent_dim))
+  key = jax.random.PRNGKey(7)
+  for module, args in [(train_state.make_model(mc), (x, z, jnp.eye(mc.latent_dim))),
+                       (train_state.make_discriminator(mc, "joint"), (x, z)),
+                       (train_state.make_discriminator(mc, "z"), (z,))]:
+    eager = jax.tree.leaves(module.init(key, *args))
+    compiled = jax.tree.leaves(train_state._jitted_init(module)(key, *args))
+    assert len(eager) == len(compiled)
+    for a, b in zip(eager, compiled):
+      np.testing.assert_array_equal(a, b)
+  assert train_state._jitted_init(train_state.make_model(mc)) is train_state._jitted_init(
+      train_state.make_model(mc))  # equal modules share one compiled init
