@@ -1,7 +1,9 @@
 """Waiting for a subprocess to reach a state (a checkpoint on disk, a line in its log) with a
-deadline, failing clearly: what was awaited, and each process's last log lines.
+deadline, failing clearly: what was awaited, and each process's last log lines; and the
+environment that lets such processes share their compiled programs.
 
     wait_for(lambda: saved_steps(ckpt), "a checkpoint in " + str(ckpt), 300, procs=[(proc, log)])
+    env = dict(os.environ, **shared_xla_cache(folder))
 """
 from __future__ import annotations
 
@@ -59,3 +61,10 @@ def wait_for(condition: Callable[[], Any], what: str, timeout_s: float,
           proc.wait()
       pytest.fail(message, pytrace=False)
     time.sleep(poll_s)
+
+
+def shared_xla_cache(folder: str | Path) -> dict[str, str]:
+  """Environment variables under which JAX processes share one persistent compilation cache in
+  `folder`: a rerun, or a resume, loads the programs an earlier process compiled."""
+  return {"JAX_COMPILATION_CACHE_DIR": str(folder),
+          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}

@@ -20,9 +20,9 @@ from gem_jax.train import checkpoints, train_and_evaluate
 from gem_jax.train.run_lock import run_lock
 
 try:
-  from polling import wait_for
+  from polling import shared_xla_cache, wait_for
 except ImportError:  # tests/ imported as a package
-  from tests.polling import wait_for
+  from tests.polling import shared_xla_cache, wait_for
 
 
 def _has_gloo() -> bool:
@@ -55,8 +55,7 @@ def _launch(tfds_dir, workdir, *args, num_processes=2, ids=None, port=None, conf
   port = port or _free_port()
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=1",
-             JAX_COMPILATION_CACHE_DIR=str(Path(tfds_dir).parent / "multihost_xla_cache"),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+             **shared_xla_cache(Path(tfds_dir).parent / "multihost_xla_cache"))
   common = [f"--config=experiments/configs/synthetic_gem.py:{config}",
             f"--config.data.data_dir={tfds_dir}", f"--workdir={workdir}",
             "--config.train.sample_every=1000", f"--coordinator_address=127.0.0.1:{port}",

@@ -19,9 +19,9 @@ from experiments.configs import synthetic_gem
 from gem_jax.train import RunExistsError, checkpoints, loop, train_and_evaluate
 
 try:
-  from polling import wait_for
+  from polling import shared_xla_cache, wait_for
 except ImportError:  # tests/ imported as a package
-  from tests.polling import wait_for
+  from tests.polling import shared_xla_cache, wait_for
 
 pytestmark = pytest.mark.slow  # end-to-end training runs and subprocesses
 
@@ -153,8 +153,7 @@ def test_kill_then_resume(tfds_dir, tmp_path):
   common = [config_arg, f"--config.data.data_dir={tfds_dir}", f"--workdir={tmp_path}",
             "--config.train.checkpoint_every=2", "--config.train.sample_every=1000"]
   env = dict(os.environ, PYTHONPATH=str(ROOT),
-             JAX_COMPILATION_CACHE_DIR=str(tmp_path.parent / f"{tmp_path.name}_xla_cache"),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
+             **shared_xla_cache(tmp_path.parent / f"{tmp_path.name}_xla_cache"))
   log = tmp_path.parent / f"{tmp_path.name}_train.log"
   with open(log, "w") as f:
     proc = subprocess.Popen([sys.executable, "-m", "experiments.synthetic_gem", *common,
