@@ -169,6 +169,33 @@ def _read_meta(manager: ocp.CheckpointManager, step: int) -> dict:
   return upgrade_meta(dict(restored["meta"]))
 
 
+class _DamagedReadFilter(logging.Filter):
+  """Drops asyncio's 'Task exception was never retrieved' records of failed reads inside the
+  checkpoints/ folders `_read` reads: orbax reads a step's arrays concurrently and raises the
+  first failure (which `_read` reports, naming the damaged step); the other failed reads'
+  exceptions were logged with a traceback each when their tasks were collected."""
+
+  def __init__(self):
+    super().__init__()
+    self.roots: set[str] = set()
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (str(record.msg).startswith("Task exception was never retrieved")
+                and isinstance(exc, READ_ERRORS)
+                and any(f"{root}/" in str(exc) for root in self.roots))
+
+
+def _quiet_unretrieved_reads(root: Path) -> None:
+  """Adds `root` (a checkpoints/ folder about to be read) to the asyncio logger's filter."""
+  logger = logging.getLogger("asyncio")
+  found = [f for f in logger.filters if isinstance(f, _DamagedReadFilter)]
+  if not found:
+    found = [_DamagedReadFilter()]
+    logger.addFilter(found[0])
+  found[0].roots.add(str(Path(root).absolute()))
+
+
 def _read_step(manager, step: int, read: Callable) -> Any:
   """read(manager, step) of a step asked for by number: a damaged one is an error."""
   root = Path(manager.directory)
@@ -235,6 +262,7 @@ def _read(directory: str | Path, step: int | None, read: Callable) -> tuple[Path
   folder), else the newest step that reads."""
   root, step = _resolve(directory, step)
   _quiet_closed_loop_callbacks()
+  _quiet_unretrieved_reads(root)
   with make_manager(root) as manager:  # closed: none of its threads outlives the read
     if step is not None:
       return root, step, _read_step(manager, step, read)
