@@ -116,7 +116,11 @@ def run_cell(study, root: Path, dataset: str, scorer: str, seed: int, extractor_
   if all(cached(v) for v in list(variants) + list(SCORE_ROWS)):
     return {name: cached(name) for name in list(SCORE_ROWS) + variants}
   base = cell_config(study, dataset, scorer, seed, variants[0])
-  start = run_shared_stages(base, cell_dir)
+  # Stages 1-3 on the paper's prior whatever variant comes first: each variant's A_0 is
+  # rebuilt from the same scores (start_with_prior), so a cell serves every invocation.
+  shared = base.copy_and_resolve_references()
+  shared.gem.prior = "somers_d"
+  start = run_shared_stages(shared, cell_dir)
   spec = get_dataset(base.data)
   extractor = extractor_for(base.data)
   examples = load_examples(base.data, study.eval.split, study.eval.intervention_images)

@@ -9,6 +9,7 @@ from PIL import Image
 
 from experiments import known_graph, known_graph_study
 from experiments.configs import known_graph as known_graph_config
+from experiments.configs import known_graph_study as study_config
 from gem_jax.relations import graph_metrics
 
 CONCEPTS = ("size", "shade", "offset")
@@ -86,3 +87,26 @@ def test_the_study_pairs_each_variant_with_a0_and_the_best_score_only_method_per
   assert "### pendulum, realistic scorer" in text
   assert "| gem_sparse | 2.00 ± 1.00 |" in text
   assert "| gem_sparse | -2.00 ± 1.00 | 0.00 ± 1.00 |" in text
+
+
+@pytest.mark.parametrize("first", ["gem", "gem_paper"])
+def test_a_cells_shared_stages_are_built_on_the_papers_prior_whatever_variant_comes_first(
+    tmp_path, monkeypatch, first):
+  """Stages 1-3 record the prior; built on Somers' D whichever variant is listed first, one
+  cell serves every invocation (each variant's prior is rebuilt from the same scores)."""
+  seen = []
+
+  class Stop(Exception):
+    pass
+
+  def shared_stages(config, cell_dir):
+    seen.append((config.gem.prior, config.model.name, cell_dir))
+    raise Stop
+
+  monkeypatch.setattr(known_graph_study, "run_shared_stages", shared_stages)
+  study = study_config.get_config("tiny")
+  study.data_dir = str(tmp_path)
+  study.variants = first
+  with pytest.raises(Stop):
+    known_graph_study.run_cell(study, tmp_path, "pendulum", "realistic", 0, None)
+  assert seen == [("somers_d", first, tmp_path / "pendulum" / "realistic" / "seed0")]

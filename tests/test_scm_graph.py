@@ -175,6 +175,22 @@ def test_gem_sparse_reads_its_four_settings_and_keeps_gem_scms():
           defaults.acyclic_weight) == (1.0, 0.2, True, 0.0)
 
 
+@pytest.mark.parametrize("tokens,prior,want", [
+    ("gem", None, 0.0), ("gem_sparse", None, 0.2), ("gem_sparse,pc_prior", None, 0.0),
+    ("gem,somers_prior", None, 0.2), ("gem,ges_prior", None, 0.2),
+    ("gem", "direct_lingam", 0.2), ("gem,lasso", None, 0.2), ("gem_sparse,no_sparsity", None,
+                                                              0.0)])
+def test_gem_sparse_lasso_is_the_priors_weight_unless_set(tokens, prior, want):
+  """Unset, graph_l1 is the weight chosen on simulated SCMs for the prior (0 on PC's skeleton,
+  0.2 on Somers' D and GES, 0.2 for a prior not simulated); 'lasso' and 'no_sparsity' set it."""
+  config = synthetic_gem.get_config("tiny," + tokens)
+  if prior is not None:
+    config.gem.prior = prior
+  assert GemSparseObjective.from_config(config).l1 == want
+  config.model.graph_l1 = 0.05
+  assert GemSparseObjective.from_config(config).l1 == 0.05
+
+
 def test_gem_sparse_samples_its_prior_from_the_learned_effects_with_stopped_gradients():
   ctx = _context()
   w = GemSparseObjective.prior_weights(ctx.params, ctx.graph, ctx.a)

@@ -27,7 +27,9 @@ The string after ':' is a comma-separated list of tokens (big_vision style):
             config.gem.guidance.weight = 0), 'no_learner', 'no_adversarial', 'adv_pixel' (the
             adversarial term weighed per
             pixel value, model.adv_scale='pixel'), 'vae' (beta = 1); gem_sparse's
-            'linear_graph', 'no_sparsity', 'acyclic'; the prior: 'pc_prior', 'ges_prior',
+            'linear_graph', 'no_sparsity' (group lasso 0), 'lasso' (0.2 on any prior; unset,
+            model.graph_l1 is the prior's weight, 0 on PC's), 'acyclic'; the prior:
+            'pc_prior', 'ges_prior',
             'somers_prior' (the paper's); 'steer', 'no_steer'; the joint discriminator
             reading the image at full, half or quarter size: 'd_full' (before 2026-12-07
             the default), 'd_half', 'd_quarter' (GEM's default, GEM_DISC_POOL)
@@ -45,7 +47,7 @@ BASELINES = ("beta_tcvae", "factor_vae", "dear")
 VARIANTS = ("beta_vae", "gem", "gem_single", "gem_paper", "gem_scm", "gem_relcon",
             "gem_sparse") + BASELINES
 ABLATIONS = ("no_learner", "no_adversarial", "adv_pixel", "vae", "unsupervised", "linear_graph",
-             "no_sparsity", "acyclic", "pc_prior", "ges_prior", "somers_prior", "steer",
+             "no_sparsity", "lasso", "acyclic", "pc_prior", "ges_prior", "somers_prior", "steer",
              "no_steer", "d_full", "d_half", "d_quarter")
 NETWORKS = ("paper_arch",)
 ATTRIBUTES = ("bangs", "bald", "gender", "beard", "blond", "makeup")
@@ -102,7 +104,9 @@ def _base() -> ml_collections.ConfigDict:
   c.model.gcn_layers = 2
   c.model.graph_learner_kind = "scm"  # scm (mechanisms fitted to the codes) | gcn (Eq. 9)
   c.model.graph_fit_weight = 1.0   # gem_sparse: weight of the graph's fit to the codes
-  c.model.graph_l1 = 0.2           # gem_sparse: group lasso per edge (chosen on simulated SCMs)
+  # gem_sparse: group lasso per edge; unset: the weight chosen on simulated SCMs for the prior
+  # (gem_sparse.GRAPH_L1: 0 on PC's skeleton, 0.2 on Somers' D and GES; docs/design.md)
+  c.model.graph_l1 = placeholder(float)
   c.model.graph_quadratic = True   # gem_sparse: each edge's curvature Q besides its slope W
   c.model.graph_acyclic = 0.0      # gem_sparse: weight of NOTEARS' h(A) (0: 2-cycles allowed)
   c.model.lambda_anchor = 0.0      # weight of ||A - A_anchor||^2 (gcn learner: 1.0; decisions.md)
@@ -279,11 +283,11 @@ def _apply_variant(c: ml_collections.ConfigDict, token: str) -> None:
   elif token == "vae":
     m.beta = 1.0
     m.name += "-vae"
-  elif token in ("linear_graph", "no_sparsity", "acyclic"):  # gem_sparse's ablations
+  elif token in ("linear_graph", "no_sparsity", "lasso", "acyclic"):  # gem_sparse's ablations
     if token == "linear_graph":
       m.graph_quadratic = False
-    elif token == "no_sparsity":
-      m.graph_l1 = 0.0
+    elif token in ("no_sparsity", "lasso"):  # group lasso off / at 0.2 whatever the prior
+      m.graph_l1 = 0.0 if token == "no_sparsity" else 0.2
     else:
       m.graph_acyclic = 1.0
     m.name += "-" + token
