@@ -8,7 +8,8 @@ import pytest
 
 from gem_jax.data import get_dataset
 from gem_jax.data.synthetic_faces import ATTRIBUTES, sample_factors
-from gem_jax.metrics.intervention import intervention_error, true_intervention_effects
+from gem_jax.metrics.intervention import (intervention_error, measured_intervention_effects,
+                                          true_intervention_effects)
 from gem_jax.relations import Alignment
 from gem_jax.relations.interventions import counterfactual_codes, descendants
 from gem_jax.scorers.prompt import MAX_SCORE
@@ -166,3 +167,90 @@ def test_intervention_error_wants_two_square_matrices():
   with pytest.raises(ValueError, match=r"^expected two \[n, n\] effect matrices, got \(2, 3\) and "
                      r"\(2, 3\)$"):
     intervention_error(np.zeros((2, 3)), np.zeros((2, 3)))
+
+
+# --- the measured and true effects on stand-ins: a model that draws, a reader that reads ------
+
+STEP = 40  # pixel values per level: channel c of pixel (0, 0) holds attribute c's level
+
+
+def _read_levels(images: np.ndarray) -> np.ndarray:
+  """A reader of 3 attributes: logits [N, 3, 6], one-hot (x 100) at each channel's level."""
+  levels = np.rint(images[:, 0, 0, :3] / STEP).astype(int)
+  return np.eye(6)[levels] * 100.0
+
+
+class _DrawingModel:
+  """Decodes every image one level up (a biased decoder); intervene(do(a := own level +
+  shift)) adds shift * effects[a, b] levels to every attribute b on top, effects the model's own
+  or `weights`."""
+
+  def __init__(self, effects):
+    self.effects, self.calls = np.asarray(effects, np.float64), []
+
+  def reconstruct(self, images):
+    out = images.astype(np.float64)
+    out[:, 0, 0, :3] += STEP
+    return out / 255.0
+
+  def intervene(self, images, interventions, shift=False, weights=None):
+    self.calls.append((dict(interventions), shift, weights is None))
+    [(name, value)] = interventions.items()
+    effects = self.effects if weights is None else np.asarray(weights, np.float64)
+    out = self.reconstruct(images) * 255.0
+    out[:, 0, 0, :3] += value * STEP * effects["abc".index(name)]
+    return out / 255.0
+
+
+def _level_images() -> np.ndarray:
+  images = np.zeros((4, 2, 2, 3), np.uint8)
+  images[:, 0, 0, :3] = np.array([[1, 2, 1], [0, 1, 2], [2, 0, 1], [1, 1, 1]]) * STEP
+  return images
+
+
+def test_measured_effects_are_the_mean_change_of_the_read_levels_after_each_intervention():
+  own = np.array([[1.0, 0.5, 0.0], [0.0, 1.0, -0.5], [0.5, 0.0, 1.0]])  # whole levels
+  model = _DrawingModel(own)
+  measured = measured_intervention_effects(model, _level_images(), _read_levels, ["a", "b", "c"])
+  np.testing.assert_allclose(measured, 2.0 * own, atol=1e-9)  # do(a := level + 2)
+  assert model.calls == [({"a": 2.0}, True, True), ({"b": 2.0}, True, True),
+                         ({"c": 2.0}, True, True)]
+  other = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
+  measured = measured_intervention_effects(model, _level_images(), _read_levels, ["c", "a"],
+                                           shift=1.0, weights=other)
+  np.testing.assert_allclose(measured, [other[2], other[0]], atol=1e-9)
+  assert model.calls[-2:] == [({"c": 1.0}, True, False), ({"a": 1.0}, True, False)]
+
+
+class _ChainSpec:
+  """True levels from the examples; do(x := v) sets x and adds 1 to the next attribute."""
+
+  def __init__(self, known=True, counterfactual=True):
+    self.known, self.counterfactual, self.seeds = known, counterfactual, []
+
+  def true_levels(self, examples, names):
+    return np.asarray(examples["levels"], np.float64) if self.known else None
+
+  def counterfactual_levels(self, examples, names, do, seed=0):
+    self.seeds.append(seed)
+    if not self.counterfactual:
+      return None
+    after = np.asarray(examples["levels"], np.float64).copy()
+    [(name, value)] = do.items()
+    a = names.index(name)
+    after[:, a] = value
+    after[:, (a + 1) % len(names)] += 1
+    return after
+
+
+def test_true_effects_are_the_mean_counterfactual_change_clipped_to_the_scale():
+  examples = {"levels": np.array([[4, 0, 1], [1, 5, 0]])}
+  spec = _ChainSpec()
+  effects = true_intervention_effects(spec, examples, ["a", "b", "c"], seed=7)
+  # do(a := level + 2): a moves +1 (4 -> 5 clipped) and +2, b +1; do(b): 0 -> 2 and 5 -> 5.
+  np.testing.assert_allclose(effects, [[1.5, 1.0, 0.0], [0.0, 1.0, 1.0], [1.0, 0.0, 2.0]])
+  assert spec.seeds == [7, 7, 7]
+  effects = true_intervention_effects(_ChainSpec(), examples, ["a", "b", "c"], shift=1.0)
+  np.testing.assert_allclose(np.diag(effects), [1.0, 0.5, 1.0])  # 4 -> 5 clipped, 5 -> 5
+  assert true_intervention_effects(_ChainSpec(known=False), examples, ["a"]) is None
+  assert true_intervention_effects(_ChainSpec(counterfactual=False), examples, ["a"]) is None
