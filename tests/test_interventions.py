@@ -8,8 +8,11 @@ import pytest
 
 from gem_jax.data import get_dataset
 from gem_jax.data.synthetic_faces import ATTRIBUTES, sample_factors
-from gem_jax.metrics.intervention import (intervention_error, measured_intervention_effects,
-                                          true_intervention_effects)
+from gem_jax.metrics.intervention import (
+  intervention_error,
+  measured_intervention_effects,
+  true_intervention_effects,
+)
 from gem_jax.relations import Alignment
 from gem_jax.relations.interventions import counterfactual_codes, descendants
 from gem_jax.scorers.prompt import MAX_SCORE

@@ -13,6 +13,7 @@ from gem_jax import objectives
 from gem_jax.data import load_examples, make_train_iterator
 from gem_jax.data.pipeline import split_size
 from gem_jax.files import atomic_write_json
+from gem_jax.objectives.gem_sparse import graph_l1
 from gem_jax.plots import save_image
 from gem_jax.train import checkpoints, distributed
 from gem_jax.train.checkpoints import MODEL_KIND
@@ -54,8 +55,13 @@ def checkpoint_meta(config, extra: dict | None = None) -> dict:
 
 
 def resolve_config(config):
-  """The config with what the data set decides filled in: β-TCVAE's dataset_size N (when 0)
-  from the training split. Returns a copy when something changed."""
+  """The config with what the data set and the prior decide filled in: β-TCVAE's dataset_size
+  N (when 0) from the training split; an unset model.graph_l1 as the prior's weight
+  (`gem_sparse.graph_l1`), so that checkpoints record the weight trained with. Returns a copy
+  when something changed."""
+  if "graph_l1" in config.model and config.model.graph_l1 is None:
+    config = config.copy_and_resolve_references()
+    config.model.graph_l1 = graph_l1(config)
   objective = objectives.get(config.model.objective)
   if objective.needs_dataset_size and not config.model.dataset_size:
     config = config.copy_and_resolve_references()
