@@ -126,5 +126,6 @@ def main(argv):
                       "minus_l1_0.2_mean": float(paired.mean()),
                       "minus_l1_0.2_sem": float(paired.std(ddof=1) / np.sqrt(len(paired)))}))
 
+
 if __name__ == "__main__":
   app.run(main)

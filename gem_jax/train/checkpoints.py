@@ -189,11 +189,11 @@ class _DamagedReadFilter(logging.Filter):
 def _quiet_unretrieved_reads(root: Path) -> None:
   """Adds `root` (a checkpoints/ folder about to be read) to the asyncio logger's filter."""
   logger = logging.getLogger("asyncio")
-  found = [f for f in logger.filters if isinstance(f, _DamagedReadFilter)]
-  if not found:
-    found = [_DamagedReadFilter()]
-    logger.addFilter(found[0])
-  found[0].roots.add(str(Path(root).absolute()))
+  quiet = next((f for f in logger.filters if isinstance(f, _DamagedReadFilter)), None)
+  if quiet is None:
+    quiet = _DamagedReadFilter()
+    logger.addFilter(quiet)
+  quiet.roots.add(str(Path(root).absolute()))
 
 
 def _read_step(manager, step: int, read: Callable) -> Any:
