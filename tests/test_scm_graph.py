@@ -173,6 +173,9 @@ def test_gem_sparse_reads_its_four_settings_and_keeps_gem_scms():
   defaults = type(objective).from_config(old)
   assert (defaults.fit_weight, defaults.l1, defaults.quadratic,
           defaults.acyclic_weight) == (1.0, 0.2, True, 0.0)
+  old_pc = synthetic_gem.get_config("tiny,gem")  # saved before graph_l1: 0.2 on any prior
+  del old_pc.model["graph_l1"]
+  assert type(objective).from_config(old_pc).l1 == 0.2
 
 
 @pytest.mark.parametrize("tokens,prior,want", [
